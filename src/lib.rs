@@ -1,0 +1,27 @@
+//! ARES, the Agent Reliability Enforcement System: an MCP server that checks what AI agents
+//! claim to have done, scores them, and enforces consequences.
+//!
+//! A map of the crate:
+//! - Domain rules, pure and unit-tested: [`agents`], [`tasks`] (the state machine),
+//!   [`evidence`] (items, digests, the hash chain), [`verification`] (criteria and their
+//!   evaluation), [`reliability`] (scores), [`routing`] (who gets a task), [`enforcement`]
+//!   (actions and their effect on an agent), [`reports`].
+//! - [`service`]: the operations behind every tool — validation, state changes, and one
+//!   atomic store write each.
+//! - [`store`]: the storage interface with its SQLite and PostgreSQL implementations.
+//! - [`mcp`]: the MCP face — tool schemas, argument decoding, the one error mapping.
+//! - [`server`]: serving over stdio or streamable HTTP, with graceful shutdown.
+#![forbid(unsafe_code)]
+
+pub mod agents;
+pub mod clock;
+pub mod enforcement;
+pub mod error;
+pub mod evidence;
+pub mod reliability;
+pub mod routing;
+pub mod store;
+pub mod tasks;
+pub mod verification;
+
+pub use error::{AresError, AresResult};

@@ -1,0 +1,272 @@
+//! Reliability scoring: per-agent rates over a time window and the blended score routing and
+//! enforcement use. Pure functions over the agent's recorded verdicts.
+
+use crate::verification::{Outcome, Verification};
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The time window a reliability figure covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Window {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[default]
+    #[serde(rename = "all")]
+    All,
+}
+
+impl Window {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::Day => "24h",
+            Self::Week => "7d",
+            Self::All => "all",
+        }
+    }
+
+    /// The window's start, or `None` for all time.
+    pub fn since(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Hour => Some(now - Duration::hours(1)),
+            Self::Day => Some(now - Duration::hours(24)),
+            Self::Week => Some(now - Duration::days(7)),
+            Self::All => None,
+        }
+    }
+}
+
+/// How tasks assigned to the agent in the window ended up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskCounts {
+    /// Tasks assigned to the agent in the window.
+    pub assigned: i64,
+    /// Of those, how many the agent submitted evidence for.
+    pub submitted: i64,
+}
+
+/// A behaviour that departs from what is expected of the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Anomaly {
+    /// e.g. `rejection_streak`, `discrepancies`, `empty_evidence`.
+    pub kind: String,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// What was seen, with the numbers.
+    pub detail: String,
+    /// What to do about it, in plain words.
+    pub recommendation: String,
+}
+
+/// An agent's reliability over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reliability {
+    pub agent_id: Uuid,
+    pub window: Window,
+    /// Blended score in [0, 1]; see the README for the formula.
+    pub reliability_score: f64,
+    /// verified / (verified + rejected); 0 when nothing was judged.
+    pub success_rate: f64,
+    /// Tasks submitted / tasks assigned in the window; 0 when none were assigned.
+    pub completion_rate: f64,
+    /// Mean seconds from assignment to submission; 0 with no submissions.
+    pub response_time_avg: f64,
+    /// 95th percentile of the same.
+    pub response_time_p95: f64,
+    /// Mean quality of the verdicts; 0 with none.
+    pub quality_score: f64,
+    /// Share of verdicts where ground truth contradicted the evidence.
+    pub discrepancy_rate: f64,
+    pub verifications: i64,
+    pub verified: i64,
+    pub rejected: i64,
+    pub inconclusive: i64,
+    pub tasks_assigned: i64,
+    pub tasks_submitted: i64,
+    pub anomalies: Vec<Anomaly>,
+    pub recommendations: Vec<String>,
+    pub computed_at: DateTime<Utc>,
+}
+
+/// z for a 95% interval.
+const Z: f64 = 1.96;
+
+/// The centre of the Wilson score interval: the success rate shrunk towards 1/2 by an amount
+/// that fades as evidence accumulates, so two tasks cannot swing a score to 0 or 1.
+pub fn wilson_centre(successes: i64, trials: i64) -> f64 {
+    if trials == 0 {
+        return 0.5;
+    }
+    let n = trials as f64;
+    let p = successes as f64 / n;
+    (p + Z * Z / (2.0 * n)) / (1.0 + Z * Z / n)
+}
+
+/// `reliability = 0.5·S + 0.3·Q + 0.2·(1 − D)` where S is the Wilson centre of the success
+/// rate, Q the mean quality and D the discrepancy rate, each of Q and D shrunk towards a prior
+/// (0.5 and 0) by two pseudo-verdicts.
+pub fn score(verified: i64, judged: i64, quality_sum: f64, discrepant: i64, verdicts: i64) -> f64 {
+    let s = wilson_centre(verified, judged);
+    let q = (quality_sum + 0.5 * 2.0) / (verdicts as f64 + 2.0);
+    let d = discrepant as f64 / (verdicts as f64 + 2.0);
+    (0.5 * s + 0.3 * q + 0.2 * (1.0 - d)).clamp(0.0, 1.0)
+}
+
+/// The `p`-th percentile (0–100) by nearest rank; 0 for no values.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+/// Computes an agent's reliability from its verdicts in the window, oldest first.
+pub fn compute(
+    agent_id: Uuid,
+    window: Window,
+    verdicts: &[Verification],
+    tasks: TaskCounts,
+    now: DateTime<Utc>,
+) -> Reliability {
+    let count = |o| verdicts.iter().filter(|v| v.outcome == o).count() as i64;
+    let (verified, rejected, inconclusive) = (
+        count(Outcome::Verified),
+        count(Outcome::Rejected),
+        count(Outcome::Inconclusive),
+    );
+    let judged = verified + rejected;
+    let n = verdicts.len() as i64;
+    let quality_sum: f64 = verdicts.iter().map(|v| v.quality_score).sum();
+    let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count() as i64;
+    let times: Vec<f64> = verdicts.iter().filter_map(|v| v.response_time_secs).collect();
+    let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let anomalies = detect_anomalies(verdicts);
+    let recommendations = anomalies.iter().map(|a| a.recommendation.clone()).collect();
+    Reliability {
+        agent_id,
+        window,
+        reliability_score: score(verified, judged, quality_sum, discrepant, n),
+        success_rate: ratio(verified, judged),
+        completion_rate: ratio(tasks.submitted, tasks.assigned).min(1.0),
+        response_time_avg: if times.is_empty() {
+            0.0
+        } else {
+            times.iter().sum::<f64>() / times.len() as f64
+        },
+        response_time_p95: percentile(&times, 95.0),
+        quality_score: if n == 0 { 0.0 } else { quality_sum / n as f64 },
+        discrepancy_rate: ratio(discrepant, n),
+        verifications: n,
+        verified,
+        rejected,
+        inconclusive,
+        tasks_assigned: tasks.assigned,
+        tasks_submitted: tasks.submitted,
+        anomalies,
+        recommendations,
+        computed_at: now,
+    }
+}
+
+/// How many of the latest verdicts were rejections in a row.
+pub fn rejection_streak(verdicts: &[Verification]) -> usize {
+    verdicts
+        .iter()
+        .rev()
+        .filter(|v| v.outcome != Outcome::Inconclusive)
+        .take_while(|v| v.outcome == Outcome::Rejected)
+        .count()
+}
+
+/// Behaviour worth flagging, from the verdict history (oldest first).
+pub fn detect_anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    let streak = rejection_streak(verdicts);
+    if streak >= 3 {
+        out.push(Anomaly {
+            kind: "rejection_streak".into(),
+            severity: if streak >= 5 { "high" } else { "medium" }.into(),
+            detail: format!("the last {streak} verifications were rejected"),
+            recommendation: "review the agent's recent work before giving it more; consider suspending it".into(),
+        });
+    }
+    let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count();
+    if discrepant > 0 {
+        out.push(Anomaly {
+            kind: "discrepancies".into(),
+            severity: "high".into(),
+            detail: format!(
+                "ground truth contradicted the agent's evidence in {discrepant} of {} verifications",
+                verdicts.len()
+            ),
+            recommendation: "treat this agent's claims as unreliable: require ground-truth criteria on its tasks".into(),
+        });
+    }
+    let empty = verdicts
+        .iter()
+        .filter(|v| v.evidence_analysis.substantive_items == 0)
+        .count();
+    if empty > 0 {
+        out.push(Anomaly {
+            kind: "empty_evidence".into(),
+            severity: "medium".into(),
+            detail: format!("{empty} submission(s) claimed done with empty evidence"),
+            recommendation: "ask the agent to submit test results, diffs or files with each claim".into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn two_tasks_do_not_swing_the_score_to_an_extreme() {
+        let two_good = score(2, 2, 2.0, 0, 2);
+        let two_bad = score(0, 2, 0.0, 0, 2);
+        assert!(two_good < 0.85, "{two_good}");
+        assert!(two_bad > 0.2, "{two_bad}");
+        assert!(two_good > two_bad);
+    }
+
+    #[test]
+    fn more_evidence_moves_the_score_further() {
+        assert!(score(50, 50, 50.0, 0, 50) > score(2, 2, 2.0, 0, 2));
+        assert!(score(0, 50, 0.0, 0, 50) < score(0, 2, 0.0, 0, 2));
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&[3.0], 95.0), 3.0);
+        assert_eq!(percentile(&[], 95.0), 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn the_score_stays_in_the_unit_interval(
+            verified in 0i64..1000, rejected in 0i64..1000, disc in 0i64..1000, q in 0.0f64..=1.0
+        ) {
+            let judged = verified + rejected;
+            let s = score(verified, judged, q * judged as f64, disc.min(judged), judged);
+            prop_assert!((0.0..=1.0).contains(&s));
+        }
+
+        #[test]
+        fn one_more_success_never_lowers_the_success_term(s in 0i64..500, f in 0i64..500) {
+            prop_assert!(wilson_centre(s + 1, s + f + 1) >= wilson_centre(s, s + f) - 1e-12);
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Storage: one interface, [`Store`], with an embedded SQLite implementation (the default)
+//! and a PostgreSQL one (production). Every service operation reads what it needs, then
+//! commits everything it changes as one atomic [`WriteBatch`].
+
+use crate::agents::{Agent, AgentStatus};
+use crate::enforcement::{ActionKind, EnforcementAction};
+use crate::evidence::Evidence;
+use crate::reliability::{Reliability, TaskCounts};
+use crate::tasks::{Task, TaskStatus};
+use crate::verification::Verification;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What went wrong in the store, classified by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (down, pool timed out); retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint refused the write; names which: `agents.name`,
+    /// `idempotency`, `evidence.chain`.
+    #[error("duplicate {0}")]
+    Duplicate(&'static str),
+    /// An optimistic-concurrency check failed: the row changed since it was read.
+    #[error("write conflict")]
+    Conflict,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A task as it was at one transition, kept so a rollback can restore it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskSnapshot {
+    pub task_id: Uuid,
+    /// The state the task entered at this transition.
+    pub status: TaskStatus,
+    pub task: Task,
+    /// Why the transition happened (`created`, `assigned`, `submitted`, …).
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The first result of an idempotent call, kept so a retry returns it unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The operation and caller the key belongs to, e.g. `create_task`.
+    pub scope: String,
+    pub key: String,
+    /// sha256 of the request, to refuse the same key with a different body.
+    pub fingerprint: String,
+    /// The JSON the first call answered.
+    pub response: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A downstream MCP server's last known state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DownstreamConnection {
+    pub name: String,
+    pub role: String,
+    /// `connected`, `disconnected` or `failed`.
+    pub status: String,
+    pub last_ping_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything one operation changes, committed atomically or not at all.
+///
+/// Agents and tasks carry their *new* `version`: version 1 inserts; a higher version
+/// updates only if the stored row still has `version - 1` (else [`StoreError::Conflict`]).
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    pub agents: Vec<Agent>,
+    pub tasks: Vec<Task>,
+    /// Appended to their task's chain; a taken `chain_index` is a Conflict.
+    pub evidence: Vec<Evidence>,
+    pub verifications: Vec<Verification>,
+    pub actions: Vec<EnforcementAction>,
+    pub task_snapshots: Vec<TaskSnapshot>,
+    pub reliability: Vec<Reliability>,
+    /// A taken (scope, key) is `Duplicate("idempotency")`.
+    pub idempotency: Vec<IdempotencyRecord>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+            && self.tasks.is_empty()
+            && self.evidence.is_empty()
+            && self.verifications.is_empty()
+            && self.actions.is_empty()
+            && self.task_snapshots.is_empty()
+            && self.reliability.is_empty()
+            && self.idempotency.is_empty()
+    }
+}
+
+/// Where a page of a list starts, and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// The opaque cursor of the previous page's `next_cursor`, decoded.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+/// One page of a list, with the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    pub status: Option<AgentStatus>,
+    /// Agents that have this capability.
+    pub capability: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub agent_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionFilter {
+    pub agent_id: Option<Uuid>,
+    pub action: Option<ActionKind>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The storage interface both backends implement; one conformance suite runs on both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool, waiting for in-flight work.
+    async fn close(&self);
+
+    /// Commits the batch in one transaction.
+    async fn commit(&self, batch: WriteBatch) -> StoreResult<()>;
+
+    async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>>;
+    async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>>;
+    /// Agents in registration order.
+    async fn list_agents(&self, filter: &AgentFilter, page: Page) -> StoreResult<Listed<Agent>>;
+    /// Every agent that is not deregistered and has all of `capabilities`.
+    async fn capable_agents(&self, capabilities: &[String]) -> StoreResult<Vec<Agent>>;
+
+    async fn task(&self, id: Uuid) -> StoreResult<Option<Task>>;
+    async fn tasks(&self, ids: &[Uuid]) -> StoreResult<Vec<Task>>;
+    /// Tasks newest first.
+    async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> StoreResult<Listed<Task>>;
+    /// Open (assigned, in progress, submitted) tasks per agent.
+    async fn open_task_counts(&self) -> StoreResult<HashMap<Uuid, i64>>;
+    /// An agent's open tasks, oldest first.
+    async fn open_tasks_of(&self, agent_id: Uuid) -> StoreResult<Vec<Task>>;
+    /// Tasks whose `depends_on` names `task_id`.
+    async fn dependents_of(&self, task_id: Uuid) -> StoreResult<Vec<Task>>;
+    /// Tasks assigned to the agent since `since`, and how many of them it submitted.
+    async fn task_counts(&self, agent_id: Uuid, since: Option<DateTime<Utc>>) -> StoreResult<TaskCounts>;
+
+    /// A task's evidence chain in order.
+    async fn evidence_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Evidence>>;
+    /// A task's verifications, oldest first.
+    async fn verifications_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Verification>>;
+    /// An agent's verifications since `since`, oldest first.
+    async fn verifications_for_agent(
+        &self,
+        agent_id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Verification>>;
+    /// A task's snapshots, oldest first.
+    async fn task_snapshots(&self, task_id: Uuid) -> StoreResult<Vec<TaskSnapshot>>;
+
+    /// Enforcement actions, newest first.
+    async fn list_actions(&self, filter: &ActionFilter, page: Page) -> StoreResult<Listed<EnforcementAction>>;
+
+    async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+
+    async fn downstream_connections(&self) -> StoreResult<Vec<DownstreamConnection>>;
+    /// Inserts or replaces the row named `connection.name`.
+    async fn record_downstream(&self, connection: &DownstreamConnection) -> StoreResult<()>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and
+/// applies its migrations.
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else {
+        anyhow::bail!(
+            "DATABASE_URL must start with sqlite:// or postgres:// (got {})",
+            redact_url(url)
+        );
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            super::redact_url("postgres://ares:hunter2@db:5432/ares"),
+            "postgres://ares:***@db:5432/ares"
+        );
+        assert_eq!(super::redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+}
