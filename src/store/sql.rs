@@ -1,0 +1,984 @@
+//! The SQL both backends share, compiled once per backend.
+//!
+//! `sqlite.rs` and `postgres.rs` each include this file with `#[path = "sql.rs"] mod sql;`
+//! after defining, in themselves:
+//! - `type Db` (the sqlx database) and `type Backend` (the store struct),
+//! - `const BACKEND: &str` and `static MIGRATOR: sqlx::migrate::Migrator`,
+//! - `Backend::reader()` / `Backend::writer()` (the pools reads and writes go through),
+//!   and `Backend::label()` (where the database is, password redacted),
+//! - `fn unavailable_code(code: &str) -> bool`, which database error codes mean the
+//!   database cannot be reached.
+//!
+//! Every statement uses `$N` placeholders and binds only text and 64-bit integers, which
+//! both drivers handle the same way.
+
+use super::{BACKEND, Backend, Db, MIGRATOR, unavailable_code};
+use crate::agents::Agent;
+use crate::enforcement::EnforcementAction;
+use crate::evidence::Evidence;
+use crate::reliability::{Reliability, TaskCounts};
+use crate::store::{
+    ActionFilter, AgentFilter, DownstreamConnection, IdempotencyRecord, Listed, Page, Store,
+    StoreError, StoreResult, TaskFilter, TaskSnapshot, WriteBatch,
+};
+use crate::tasks::{Task, TaskStatus};
+use crate::verification::Verification;
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use uuid::Uuid;
+
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+type Tx = sqlx::Transaction<'static, Db>;
+
+/// Statuses a task counts as submitted in [`Store::task_counts`].
+const SUBMITTED: [TaskStatus; 3] = [
+    TaskStatus::Submitted,
+    TaskStatus::Verified,
+    TaskStatus::Rejected,
+];
+
+/// A value bound to a `$N` placeholder.
+#[derive(Debug, Clone)]
+enum Arg {
+    Text(String),
+    Int(i64),
+    OptText(Option<String>),
+    OptInt(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<Uuid> for Arg {
+    fn from(v: Uuid) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Option<Uuid>> for Arg {
+    fn from(v: Option<Uuid>) -> Self {
+        Arg::OptText(v.map(|u| u.to_string()))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptInt(v)
+    }
+}
+
+fn bind(query: Query<'_>, arg: Arg) -> Query<'_> {
+    match arg {
+        Arg::Text(v) => query.bind(v),
+        Arg::Int(v) => query.bind(v),
+        Arg::OptText(v) => query.bind(v),
+        Arg::OptInt(v) => query.bind(v),
+    }
+}
+
+fn query(sql: &str, args: Vec<Arg>) -> Query<'_> {
+    args.into_iter().fold(sqlx::query(sql), bind)
+}
+
+/// A statement under construction: text plus the values of its placeholders.
+#[derive(Debug, Default)]
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds `arg` and returns its placeholder.
+    fn arg(&mut self, arg: impl Into<Arg>) -> String {
+        self.args.push(arg.into());
+        format!("${}", self.args.len())
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends ` WHERE …` / ` AND …` for each condition.
+    fn push_where(&mut self, conditions: &[String]) {
+        for (i, c) in conditions.iter().enumerate() {
+            self.text.push_str(if i == 0 { " WHERE " } else { " AND " });
+            self.text.push_str(c);
+        }
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// `'a','b'` for an IN list of statuses (all static identifiers, never user input).
+fn status_list(statuses: &[TaskStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `|a|b|`: a list stored so that `LIKE '%|a|%'` finds one element.
+fn bar_list<I: IntoIterator<Item = S>, S: Display>(items: I) -> String {
+    let mut out = String::from("|");
+    for item in items {
+        out.push_str(&item.to_string());
+        out.push('|');
+    }
+    out
+}
+
+/// A LIKE pattern (with `ESCAPE '\'`) that matches `|value|` anywhere, taking `value`
+/// literally.
+pub(crate) fn element_pattern(value: &str) -> String {
+    let mut out = String::from("%|");
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("|%");
+    out
+}
+
+fn to_body<T: Serialize>(table: &str, id: impl Display, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .with_context(|| format!("{BACKEND}: encoding {table} row {id}"))
+        .map_err(StoreError::Internal)
+}
+
+fn from_body<T: DeserializeOwned>(table: &str, id: &str, body: &str) -> StoreResult<T> {
+    serde_json::from_str(body)
+        .with_context(|| format!("{BACKEND}: decoding the body of {table} row {id}"))
+        .map_err(StoreError::Internal)
+}
+
+/// One `seq, rid, body` row decoded.
+fn decode_row<T: DeserializeOwned>(
+    table: &str,
+    row: &<Db as sqlx::Database>::Row,
+) -> StoreResult<(i64, T)> {
+    let columns = || -> Result<(i64, String, String), sqlx::Error> {
+        Ok((
+            row.try_get("seq")?,
+            row.try_get("rid")?,
+            row.try_get("body")?,
+        ))
+    };
+    let (seq, rid, body) = columns()
+        .with_context(|| format!("{BACKEND}: reading a {table} row"))
+        .map_err(StoreError::Internal)?;
+    Ok((seq, from_body(table, &rid, &body)?))
+}
+
+fn parse_uuid(table: &str, column: &str, value: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(value)
+        .with_context(|| format!("{BACKEND}: {table}.{column} holds {value:?}, not a UUID"))
+        .map_err(StoreError::Internal)
+}
+
+/// Cuts a `limit + 1` fetch down to one page and says where the next starts.
+fn paginate<T>(mut rows: Vec<(i64, T)>, limit: usize) -> Listed<T> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more {
+        rows.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Listed {
+        items: rows.into_iter().map(|(_, item)| item).collect(),
+        next_cursor,
+    }
+}
+
+fn page_limit(page: Page) -> usize {
+    page.limit.clamp(1, 10_000) as usize
+}
+
+/// Whether the error means the database cannot be reached right now.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// The constraint a unique violation names (or, where the driver names none, its
+/// message, e.g. SQLite's `UNIQUE constraint failed: agents.name`).
+fn unique_violation(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => Some(
+            db.constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| db.message().to_string()),
+        ),
+        _ => None,
+    }
+}
+
+/// How a unique violation on one insert or update is reported.
+#[derive(Clone, Copy)]
+enum OnUnique {
+    /// A row with this id (or chain position) already exists: someone else wrote first.
+    Conflict,
+    /// `agents.name` is taken (anything else is a Conflict).
+    AgentName,
+    Idempotency,
+}
+
+impl Backend {
+    /// Classifies a driver error from doing `what`.
+    fn fail(&self, e: sqlx::Error, what: impl Display) -> StoreError {
+        if is_unavailable(&e) {
+            tracing::warn!(backend = BACKEND, error = %e, "store unavailable");
+            return StoreError::Unavailable(format!(
+                "{BACKEND} database at {} could not {what}: {e}",
+                self.label()
+            ));
+        }
+        StoreError::Internal(anyhow!(e).context(format!("{BACKEND}: could not {what}")))
+    }
+
+    /// Like [`Self::fail`], but reports unique violations as `on_unique` says.
+    fn fail_write(&self, e: sqlx::Error, on_unique: OnUnique, what: impl Display) -> StoreError {
+        if let Some(constraint) = unique_violation(&e) {
+            tracing::debug!(backend = BACKEND, %constraint, "unique violation");
+            return match on_unique {
+                OnUnique::Idempotency => StoreError::Duplicate("idempotency"),
+                OnUnique::AgentName
+                    if constraint.contains("agents_name") || constraint.contains("agents.name") =>
+                {
+                    StoreError::Duplicate("agents.name")
+                }
+                OnUnique::AgentName | OnUnique::Conflict => StoreError::Conflict,
+            };
+        }
+        self.fail(e, what)
+    }
+
+    /// Runs a write statement in the transaction; returns the rows it affected.
+    async fn exec(
+        &self,
+        tx: &mut Tx,
+        sql: &str,
+        args: Vec<Arg>,
+        on_unique: OnUnique,
+        what: impl Display,
+    ) -> StoreResult<u64> {
+        query(sql, args)
+            .execute(&mut **tx)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(|e| self.fail_write(e, on_unique, what))
+    }
+
+    /// Fetches `seq, rid, body` rows and decodes each body.
+    async fn fetch<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<(i64, T)>> {
+        let rows = query(sql, args)
+            .fetch_all(self.reader())
+            .await
+            .map_err(|e| self.fail(e, format!("read {table}")))?;
+        rows.iter().map(|row| decode_row(table, row)).collect()
+    }
+
+    async fn fetch_items<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Vec<T>> {
+        Ok(self
+            .fetch(table, sql, args)
+            .await?
+            .into_iter()
+            .map(|(_, item)| item)
+            .collect())
+    }
+
+    async fn fetch_one<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.fetch_items(table, sql, args).await?.into_iter().next())
+    }
+
+    async fn write_agent(&self, tx: &mut Tx, agent: &Agent) -> StoreResult<()> {
+        let body = to_body("agents", agent.id, agent)?;
+        let capabilities = bar_list(&agent.capabilities);
+        let what = format!("write agent {} (version {})", agent.id, agent.version);
+        match agent.version {
+            1 => {
+                self.exec(
+                    tx,
+                    "INSERT INTO agents (id, name, status, capabilities, version, created_us, body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    vec![
+                        agent.id.into(),
+                        agent.name.as_str().into(),
+                        agent.status.as_str().into(),
+                        capabilities.into(),
+                        agent.version.into(),
+                        micros(agent.created_at).into(),
+                        body.into(),
+                    ],
+                    OnUnique::AgentName,
+                    what,
+                )
+                .await?;
+            }
+            v if v > 1 => {
+                let updated = self
+                    .exec(
+                        tx,
+                        "UPDATE agents SET name = $2, status = $3, capabilities = $4, version = $5, \
+                         body = $6 WHERE id = $1 AND version = $7",
+                        vec![
+                            agent.id.into(),
+                            agent.name.as_str().into(),
+                            agent.status.as_str().into(),
+                            capabilities.into(),
+                            v.into(),
+                            body.into(),
+                            (v - 1).into(),
+                        ],
+                        OnUnique::AgentName,
+                        what,
+                    )
+                    .await?;
+                if updated == 0 {
+                    tracing::debug!(agent_id = %agent.id, version = v, "stale agent version");
+                    return Err(StoreError::Conflict);
+                }
+            }
+            v => {
+                return Err(StoreError::Internal(anyhow!(
+                    "agent {} has version {v}; versions start at 1",
+                    agent.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_task(&self, tx: &mut Tx, task: &Task) -> StoreResult<()> {
+        let body = to_body("tasks", task.id, task)?;
+        let depends_on = bar_list(&task.depends_on);
+        let assigned_us = task.assigned_at.map(micros);
+        let what = format!("write task {} (version {})", task.id, task.version);
+        match task.version {
+            1 => {
+                self.exec(
+                    tx,
+                    "INSERT INTO tasks (id, status, agent_id, depends_on, assigned_us, version, \
+                     created_us, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    vec![
+                        task.id.into(),
+                        task.status.as_str().into(),
+                        task.agent_id.into(),
+                        depends_on.into(),
+                        assigned_us.into(),
+                        task.version.into(),
+                        micros(task.created_at).into(),
+                        body.into(),
+                    ],
+                    OnUnique::Conflict,
+                    what,
+                )
+                .await?;
+            }
+            v if v > 1 => {
+                let updated = self
+                    .exec(
+                        tx,
+                        "UPDATE tasks SET status = $2, agent_id = $3, depends_on = $4, \
+                         assigned_us = $5, version = $6, body = $7 WHERE id = $1 AND version = $8",
+                        vec![
+                            task.id.into(),
+                            task.status.as_str().into(),
+                            task.agent_id.into(),
+                            depends_on.into(),
+                            assigned_us.into(),
+                            v.into(),
+                            body.into(),
+                            (v - 1).into(),
+                        ],
+                        OnUnique::Conflict,
+                        what,
+                    )
+                    .await?;
+                if updated == 0 {
+                    tracing::debug!(task_id = %task.id, version = v, "stale task version");
+                    return Err(StoreError::Conflict);
+                }
+            }
+            v => {
+                return Err(StoreError::Internal(anyhow!(
+                    "task {} has version {v}; versions start at 1",
+                    task.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&self, tx: &mut Tx, batch: &WriteBatch) -> StoreResult<()> {
+        for agent in &batch.agents {
+            self.write_agent(tx, agent).await?;
+        }
+        for task in &batch.tasks {
+            self.write_task(tx, task).await?;
+        }
+        for e in &batch.evidence {
+            self.exec(
+                tx,
+                "INSERT INTO evidence (id, task_id, agent_id, chain_index, created_us, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    e.id.into(),
+                    e.task_id.into(),
+                    e.agent_id.into(),
+                    e.chain_index.into(),
+                    micros(e.created_at).into(),
+                    to_body("evidence", e.id, e)?.into(),
+                ],
+                OnUnique::Conflict,
+                format!("append evidence {} to task {}", e.id, e.task_id),
+            )
+            .await?;
+        }
+        for v in &batch.verifications {
+            self.exec(
+                tx,
+                "INSERT INTO verifications (id, task_id, agent_id, created_us, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    v.id.into(),
+                    v.task_id.into(),
+                    v.agent_id.into(),
+                    micros(v.created_at).into(),
+                    to_body("verifications", v.id, v)?.into(),
+                ],
+                OnUnique::Conflict,
+                format!("record verification {}", v.id),
+            )
+            .await?;
+        }
+        for a in &batch.actions {
+            self.exec(
+                tx,
+                "INSERT INTO enforcement_actions (id, agent_id, action, created_us, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    a.id.into(),
+                    a.agent_id.into(),
+                    a.action.as_str().into(),
+                    micros(a.created_at).into(),
+                    to_body("enforcement_actions", a.id, a)?.into(),
+                ],
+                OnUnique::Conflict,
+                format!("record enforcement action {}", a.id),
+            )
+            .await?;
+        }
+        for s in &batch.task_snapshots {
+            self.exec(
+                tx,
+                "INSERT INTO task_snapshots (task_id, status, created_us, body) \
+                 VALUES ($1, $2, $3, $4)",
+                vec![
+                    s.task_id.into(),
+                    s.status.as_str().into(),
+                    micros(s.created_at).into(),
+                    to_body("task_snapshots", s.task_id, s)?.into(),
+                ],
+                OnUnique::Conflict,
+                format!("snapshot task {}", s.task_id),
+            )
+            .await?;
+        }
+        for r in &batch.reliability {
+            self.exec(
+                tx,
+                "INSERT INTO reliability_snapshots (agent_id, time_window, created_us, body) \
+                 VALUES ($1, $2, $3, $4)",
+                vec![
+                    r.agent_id.into(),
+                    r.window.as_str().into(),
+                    micros(r.computed_at).into(),
+                    to_body::<Reliability>("reliability_snapshots", r.agent_id, r)?.into(),
+                ],
+                OnUnique::Conflict,
+                format!("record reliability of agent {}", r.agent_id),
+            )
+            .await?;
+        }
+        for i in &batch.idempotency {
+            self.exec(
+                tx,
+                "INSERT INTO idempotency (scope, key, fingerprint, created_us, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    i.scope.as_str().into(),
+                    i.key.as_str().into(),
+                    i.fingerprint.as_str().into(),
+                    micros(i.created_at).into(),
+                    to_body("idempotency", format!("{}/{}", i.scope, i.key), &i.response)?.into(),
+                ],
+                OnUnique::Idempotency,
+                format!("record idempotency key {}/{}", i.scope, i.key),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+const AGENT_COLUMNS: &str = "SELECT seq, id AS rid, body FROM agents";
+const TASK_COLUMNS: &str = "SELECT seq, id AS rid, body FROM tasks";
+
+#[async_trait]
+impl Store for Backend {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(self.writer()).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => self.fail(e, "apply migrations"),
+            other => StoreError::Internal(
+                anyhow!(other).context(format!("{BACKEND}: could not apply migrations")),
+            ),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.reader())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail(e, "answer a ping"))
+    }
+
+    async fn close(&self) {
+        self.writer().close().await;
+        self.reader().close().await;
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        backend = BACKEND,
+        agents = batch.agents.len(),
+        tasks = batch.tasks.len(),
+        evidence = batch.evidence.len(),
+        verifications = batch.verifications.len(),
+        actions = batch.actions.len(),
+        agent_ids = ?batch.agents.iter().map(|a| a.id).collect::<Vec<_>>(),
+        task_ids = ?batch.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+    ))]
+    async fn commit(&self, batch: WriteBatch) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer()
+            .begin()
+            .await
+            .map_err(|e| self.fail(e, "begin a transaction"))?;
+        // On error the transaction drops here and rolls back: all or nothing.
+        self.write_batch(&mut tx, &batch).await?;
+        tx.commit()
+            .await
+            .map_err(|e| self.fail_write(e, OnUnique::Conflict, "commit"))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, agent_id = %id))]
+    async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>> {
+        self.fetch_one(
+            "agents",
+            &format!("{AGENT_COLUMNS} WHERE id = $1"),
+            vec![id.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, name = %name))]
+    async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>> {
+        self.fetch_one(
+            "agents",
+            &format!("{AGENT_COLUMNS} WHERE name = $1"),
+            vec![name.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?filter, after = ?page.after, limit = page.limit))]
+    async fn list_agents(&self, filter: &AgentFilter, page: Page) -> StoreResult<Listed<Agent>> {
+        let limit = page_limit(page);
+        let mut sql = Sql::new(AGENT_COLUMNS);
+        let mut conditions = Vec::new();
+        if let Some(status) = filter.status {
+            conditions.push(format!("status = {}", sql.arg(status.as_str())));
+        }
+        if let Some(capability) = &filter.capability {
+            let p = sql.arg(element_pattern(capability));
+            conditions.push(format!(r"capabilities LIKE {p} ESCAPE '\'"));
+        }
+        if let Some(after) = page.after {
+            conditions.push(format!("seq > {}", sql.arg(after)));
+        }
+        sql.push_where(&conditions);
+        let l = sql.arg(limit as i64 + 1);
+        sql.push(&format!(" ORDER BY seq ASC LIMIT {l}"));
+        let rows = self.fetch("agents", &sql.text, sql.args).await?;
+        Ok(paginate(rows, limit))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?capabilities))]
+    async fn capable_agents(&self, capabilities: &[String]) -> StoreResult<Vec<Agent>> {
+        let mut sql = Sql::new(AGENT_COLUMNS);
+        let mut conditions = vec!["status <> 'deregistered'".to_string()];
+        for capability in capabilities {
+            let p = sql.arg(element_pattern(capability));
+            conditions.push(format!(r"capabilities LIKE {p} ESCAPE '\'"));
+        }
+        sql.push_where(&conditions);
+        sql.push(" ORDER BY seq ASC");
+        self.fetch_items("agents", &sql.text, sql.args).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, task_id = %id))]
+    async fn task(&self, id: Uuid) -> StoreResult<Option<Task>> {
+        self.fetch_one(
+            "tasks",
+            &format!("{TASK_COLUMNS} WHERE id = $1"),
+            vec![id.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, count = ids.len()))]
+    async fn tasks(&self, ids: &[Uuid]) -> StoreResult<Vec<Task>> {
+        // Answered in the order asked, each task once, missing ones left out.
+        let mut wanted: Vec<Uuid> = Vec::with_capacity(ids.len());
+        let mut seen = HashSet::new();
+        for id in ids {
+            if seen.insert(*id) {
+                wanted.push(*id);
+            }
+        }
+        let mut found: HashMap<Uuid, Task> = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(500) {
+            let mut sql = Sql::new(TASK_COLUMNS);
+            let placeholders: Vec<String> = chunk.iter().map(|id| sql.arg(*id)).collect();
+            sql.push(&format!(" WHERE id IN ({})", placeholders.join(", ")));
+            for task in self
+                .fetch_items::<Task>("tasks", &sql.text, sql.args)
+                .await?
+            {
+                found.insert(task.id, task);
+            }
+        }
+        Ok(wanted.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?filter, after = ?page.after, limit = page.limit))]
+    async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> StoreResult<Listed<Task>> {
+        let limit = page_limit(page);
+        let mut sql = Sql::new(TASK_COLUMNS);
+        let mut conditions = Vec::new();
+        if let Some(status) = filter.status {
+            conditions.push(format!("status = {}", sql.arg(status.as_str())));
+        }
+        if let Some(agent_id) = filter.agent_id {
+            conditions.push(format!("agent_id = {}", sql.arg(agent_id)));
+        }
+        if let Some(after) = page.after {
+            conditions.push(format!("seq < {}", sql.arg(after)));
+        }
+        sql.push_where(&conditions);
+        let l = sql.arg(limit as i64 + 1);
+        sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
+        let rows = self.fetch("tasks", &sql.text, sql.args).await?;
+        Ok(paginate(rows, limit))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn open_task_counts(&self) -> StoreResult<HashMap<Uuid, i64>> {
+        let sql = format!(
+            "SELECT agent_id, COUNT(*) AS open_tasks FROM tasks \
+             WHERE status IN ({}) AND agent_id IS NOT NULL GROUP BY agent_id",
+            status_list(&TaskStatus::OPEN)
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(self.reader())
+            .await
+            .map_err(|e| self.fail(e, "count open tasks"))?;
+        let mut counts = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let agent_id: String = row
+                .try_get("agent_id")
+                .map_err(|e| self.fail(e, "read open task counts"))?;
+            let open: i64 = row
+                .try_get("open_tasks")
+                .map_err(|e| self.fail(e, "read open task counts"))?;
+            counts.insert(parse_uuid("tasks", "agent_id", &agent_id)?, open);
+        }
+        Ok(counts)
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id))]
+    async fn open_tasks_of(&self, agent_id: Uuid) -> StoreResult<Vec<Task>> {
+        let sql = format!(
+            "{TASK_COLUMNS} WHERE agent_id = $1 AND status IN ({}) ORDER BY seq ASC",
+            status_list(&TaskStatus::OPEN)
+        );
+        self.fetch_items("tasks", &sql, vec![agent_id.into()]).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
+    async fn dependents_of(&self, task_id: Uuid) -> StoreResult<Vec<Task>> {
+        let sql = format!(r"{TASK_COLUMNS} WHERE depends_on LIKE $1 ESCAPE '\' ORDER BY seq ASC");
+        self.fetch_items(
+            "tasks",
+            &sql,
+            vec![element_pattern(&task_id.to_string()).into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?since))]
+    async fn task_counts(
+        &self,
+        agent_id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<TaskCounts> {
+        let mut sql = Sql::new(&format!(
+            "SELECT COUNT(*) AS assigned, \
+             COUNT(CASE WHEN status IN ({}) THEN 1 END) AS submitted FROM tasks",
+            status_list(&SUBMITTED)
+        ));
+        let mut conditions = vec![format!("agent_id = {}", sql.arg(agent_id))];
+        match since {
+            Some(since) => conditions.push(format!("assigned_us >= {}", sql.arg(micros(since)))),
+            None => conditions.push("assigned_us IS NOT NULL".to_string()),
+        }
+        sql.push_where(&conditions);
+        let row = query(&sql.text, sql.args)
+            .fetch_one(self.reader())
+            .await
+            .map_err(|e| self.fail(e, format!("count the tasks of agent {agent_id}")))?;
+        let counts = || -> Result<TaskCounts, sqlx::Error> {
+            Ok(TaskCounts {
+                assigned: row.try_get("assigned")?,
+                submitted: row.try_get("submitted")?,
+            })
+        };
+        counts().map_err(|e| self.fail(e, "read task counts"))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
+    async fn evidence_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Evidence>> {
+        self.fetch_items(
+            "evidence",
+            "SELECT seq, id AS rid, body FROM evidence WHERE task_id = $1 ORDER BY chain_index ASC",
+            vec![task_id.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
+    async fn verifications_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Verification>> {
+        self.fetch_items(
+            "verifications",
+            "SELECT seq, id AS rid, body FROM verifications WHERE task_id = $1 \
+             ORDER BY created_us ASC, seq ASC",
+            vec![task_id.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?since))]
+    async fn verifications_for_agent(
+        &self,
+        agent_id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<Vec<Verification>> {
+        let mut sql = Sql::new("SELECT seq, id AS rid, body FROM verifications");
+        let mut conditions = vec![format!("agent_id = {}", sql.arg(agent_id))];
+        if let Some(since) = since {
+            conditions.push(format!("created_us >= {}", sql.arg(micros(since))));
+        }
+        sql.push_where(&conditions);
+        sql.push(" ORDER BY created_us ASC, seq ASC");
+        self.fetch_items("verifications", &sql.text, sql.args).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
+    async fn task_snapshots(&self, task_id: Uuid) -> StoreResult<Vec<TaskSnapshot>> {
+        self.fetch_items(
+            "task_snapshots",
+            "SELECT seq, task_id AS rid, body FROM task_snapshots WHERE task_id = $1 \
+             ORDER BY seq ASC",
+            vec![task_id.into()],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?filter, after = ?page.after, limit = page.limit))]
+    async fn list_actions(
+        &self,
+        filter: &ActionFilter,
+        page: Page,
+    ) -> StoreResult<Listed<EnforcementAction>> {
+        let limit = page_limit(page);
+        let mut sql = Sql::new("SELECT seq, id AS rid, body FROM enforcement_actions");
+        let mut conditions = Vec::new();
+        if let Some(agent_id) = filter.agent_id {
+            conditions.push(format!("agent_id = {}", sql.arg(agent_id)));
+        }
+        if let Some(action) = filter.action {
+            conditions.push(format!("action = {}", sql.arg(action.as_str())));
+        }
+        if let Some(since) = filter.since {
+            conditions.push(format!("created_us >= {}", sql.arg(micros(since))));
+        }
+        if let Some(until) = filter.until {
+            conditions.push(format!("created_us < {}", sql.arg(micros(until))));
+        }
+        if let Some(after) = page.after {
+            conditions.push(format!("seq < {}", sql.arg(after)));
+        }
+        sql.push_where(&conditions);
+        let l = sql.arg(limit as i64 + 1);
+        sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
+        let rows = self
+            .fetch("enforcement_actions", &sql.text, sql.args)
+            .await?;
+        Ok(paginate(rows, limit))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %scope, %key))]
+    async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, created_us, body FROM idempotency WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(|e| self.fail(e, format!("read idempotency key {scope}/{key}")))?;
+        let Some(row) = row else { return Ok(None) };
+        let columns = || -> Result<(String, i64, String), sqlx::Error> {
+            Ok((
+                row.try_get("fingerprint")?,
+                row.try_get("created_us")?,
+                row.try_get("body")?,
+            ))
+        };
+        let (fingerprint, created_us, body) =
+            columns().map_err(|e| self.fail(e, "read an idempotency row"))?;
+        Ok(Some(IdempotencyRecord {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            fingerprint,
+            response: from_body("idempotency", &format!("{scope}/{key}"), &body)?,
+            created_at: from_micros(created_us),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn downstream_connections(&self) -> StoreResult<Vec<DownstreamConnection>> {
+        self.fetch_items(
+            "downstream_connections",
+            "SELECT seq, name AS rid, body FROM downstream_connections ORDER BY name ASC",
+            vec![],
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, name = %connection.name))]
+    async fn record_downstream(&self, connection: &DownstreamConnection) -> StoreResult<()> {
+        let body = to_body("downstream_connections", &connection.name, connection)?;
+        sqlx::query(
+            "INSERT INTO downstream_connections (name, updated_us, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET updated_us = excluded.updated_us, body = excluded.body",
+        )
+        .bind(connection.name.as_str())
+        .bind(micros(connection.updated_at))
+        .bind(body)
+        .execute(self.writer())
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            self.fail(
+                e,
+                format!("record downstream connection {}", connection.name),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(element_pattern("run_tests"), r"%|run\_tests|%");
+        assert_eq!(element_pattern(r"a%b\c"), r"%|a\%b\\c|%");
+        assert_eq!(bar_list(["a", "b"]), "|a|b|");
+        assert_eq!(bar_list(Vec::<String>::new()), "|");
+    }
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_rows_exist() {
+        let rows = vec![(1, 'a'), (2, 'b'), (3, 'c')];
+        assert_eq!(paginate(rows.clone(), 2).next_cursor, Some(2));
+        assert_eq!(paginate(rows, 3).next_cursor, None);
+    }
+}

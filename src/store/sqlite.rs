@@ -1,0 +1,118 @@
+//! The embedded SQLite store, the default.
+//!
+//! Writes go through a pool of exactly one connection, so concurrent commits queue up in
+//! the process instead of failing with `SQLITE_BUSY`; reads use a separate pool and, in WAL
+//! mode, never wait for a writer. An in-memory database (`sqlite::memory:`) lives in one
+//! connection that reads and writes share. The SQL itself is in `sql.rs`, shared with
+//! PostgreSQL.
+
+use crate::store::redact_url;
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+// The shared SQL, compiled once per backend on purpose.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql.rs"]
+mod sql;
+
+type Db = sqlx::Sqlite;
+type Backend = SqliteStore;
+const BACKEND: &str = "sqlite";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite result codes (primary, the low byte of the extended code) that mean the database
+/// cannot be used right now: BUSY, LOCKED, IOERR, CANTOPEN.
+fn unavailable_code(code: &str) -> bool {
+    code.parse::<i64>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 14))
+}
+
+/// The SQLite implementation of [`crate::store::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    /// One connection: commits run one at a time.
+    write: SqlitePool,
+    label: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing, with its directory) the database `url` names:
+    /// `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`. Does not migrate.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let label = redact_url(url);
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("invalid SQLite URL {label}"))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal)
+            // Capability and dependency matching uses LIKE, which must not fold case.
+            .pragma("case_sensitive_like", "ON");
+
+        if memory {
+            // One connection that never closes: the database lives as long as it does.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("opening SQLite database {label}"))?;
+            tracing::info!(database = %label, "opened in-memory SQLite store");
+            return Ok(Self {
+                read: pool.clone(),
+                write: pool,
+                label,
+            });
+        }
+
+        let path = options.get_filename().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the directory of {}", path.display()))?;
+        }
+        let options = options.journal_mode(SqliteJournalMode::Wal);
+
+        // The writer opens first so the file exists and is in WAL mode before readers come.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("opening SQLite database {label}"))?;
+        let readers = std::thread::available_parallelism()
+            .map_or(4, |n| n.get() as u32)
+            .clamp(2, 8);
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening SQLite database {label} for reading"))?;
+        tracing::info!(database = %label, readers, "opened SQLite store");
+        Ok(Self { read, write, label })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
