@@ -93,10 +93,7 @@ impl Agent {
                 "agent {} ({}) is suspended until an operator reinstates it",
                 self.name, self.id
             )),
-            _ => AresError::refused(format!(
-                "agent {} ({}) is deregistered",
-                self.name, self.id
-            )),
+            _ => AresError::refused(format!("agent {} ({}) is deregistered", self.name, self.id)),
         })
     }
 
@@ -121,10 +118,7 @@ pub fn validate_name(field: &str, name: &str) -> AresResult<String> {
         ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(AresError::invalid(
-            field,
-            "expected no control characters",
-        ));
+        return Err(AresError::invalid(field, "expected no control characters"));
     }
     Ok(trimmed.to_string())
 }
@@ -158,9 +152,7 @@ pub fn validate_capability(field: &str, cap: &str) -> AresResult<()> {
     } else {
         Err(AresError::invalid(
             field,
-            format!(
-                "expected a capability of 1-64 letters, digits or `_ - . : /` (got {cap:?})"
-            ),
+            format!("expected a capability of 1-64 letters, digits or `_ - . : /` (got {cap:?})"),
         ))
     }
 }
@@ -193,7 +185,9 @@ pub fn validate_configuration(field: &str, value: Option<Value>) -> AresResult<V
 pub fn validate_public_key(field: &str, key: &str) -> AresResult<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(key.trim())
-        .map_err(|_| AresError::invalid(field, "expected base64 of a 32-byte ed25519 public key"))?;
+        .map_err(|_| {
+            AresError::invalid(field, "expected base64 of a 32-byte ed25519 public key")
+        })?;
     let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
         AresError::invalid(
             field,

@@ -122,8 +122,7 @@ pub fn apply(
     match action {
         ActionKind::Warning | ActionKind::Escalate => {}
         ActionKind::Throttle => {
-            agent.throttle_limit =
-                Some(limit.unwrap_or((agent.max_concurrent_tasks / 2).max(1)));
+            agent.throttle_limit = Some(limit.unwrap_or((agent.max_concurrent_tasks / 2).max(1)));
         }
         ActionKind::Suspend => {
             agent.status = AgentStatus::Suspended;

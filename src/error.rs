@@ -16,6 +16,9 @@ pub enum AresError {
     /// transition, suspended agent, …). The message says what and why.
     #[error("{0}")]
     Refused(String),
+    /// A concurrent call changed the same record first; the operation is retried.
+    #[error("the record changed while this call was in flight; retry the call")]
+    Conflict,
     /// The store could not be reached; the call may be retried.
     #[error("storage is unavailable, retry shortly")]
     Unavailable(#[source] StoreError),
@@ -50,10 +53,10 @@ impl From<StoreError> for AresError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable(error),
-            StoreError::Duplicate(what) => Self::Refused(what),
-            StoreError::Conflict => Self::Refused(
-                "the record changed while this call was in flight; retry the call".into(),
-            ),
+            StoreError::Duplicate(what) => {
+                Self::Refused(format!("a record with this {what} already exists"))
+            }
+            StoreError::Conflict => Self::Conflict,
             StoreError::Internal(e) => Self::Internal(e),
         }
     }

@@ -32,9 +32,7 @@ pub enum EvidenceItem {
         output: Option<String>,
     },
     /// Named measurements, name → number.
-    Metrics {
-        values: BTreeMap<String, f64>,
-    },
+    Metrics { values: BTreeMap<String, f64> },
     /// A file the agent produced or changed.
     File {
         /// Path of the file.
@@ -149,7 +147,10 @@ pub fn validate_items(items: &[EvidenceItem]) -> AresResult<()> {
             } => {
                 for (name, n) in [("passed", passed), ("failed", failed), ("skipped", skipped)] {
                     if *n < 0 {
-                        return Err(AresError::invalid(at(name), "expected a count of 0 or more"));
+                        return Err(AresError::invalid(
+                            at(name),
+                            "expected a count of 0 or more",
+                        ));
                     }
                 }
             }
@@ -206,14 +207,20 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// Hex sha256 of the items' canonical (RFC 8785) JSON.
 pub fn content_digest(items: &[EvidenceItem]) -> String {
-    let json = serde_json_canonicalizer::to_vec(items).expect("evidence serializes");
+    let json = serde_json_canonicalizer::to_vec(&items).expect("evidence serializes");
     hex::encode(Sha256::digest(json))
 }
 
 /// The chain link: binds this submission to everything before it on the task.
 pub fn chain_digest(prev: &str, content: &str, id: Uuid, agent_id: Uuid, index: i64) -> String {
     let mut h = Sha256::new();
-    for part in [prev, content, &id.to_string(), &agent_id.to_string(), &index.to_string()] {
+    for part in [
+        prev,
+        content,
+        &id.to_string(),
+        &agent_id.to_string(),
+        &index.to_string(),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -261,11 +268,25 @@ mod tests {
 
     #[test]
     fn editing_past_evidence_breaks_the_chain_at_that_link() {
-        let a = link(GENESIS, 0, vec![EvidenceItem::Log { content: "a".into() }]);
-        let b = link(&a.chain_digest, 1, vec![EvidenceItem::Log { content: "b".into() }]);
+        let a = link(
+            GENESIS,
+            0,
+            vec![EvidenceItem::Log {
+                content: "a".into(),
+            }],
+        );
+        let b = link(
+            &a.chain_digest,
+            1,
+            vec![EvidenceItem::Log {
+                content: "b".into(),
+            }],
+        );
         let mut chain = vec![a, b];
         assert_eq!(verify_chain(&chain), Ok(()));
-        chain[0].items = vec![EvidenceItem::Log { content: "forged".into() }];
+        chain[0].items = vec![EvidenceItem::Log {
+            content: "forged".into(),
+        }];
         assert_eq!(verify_chain(&chain), Err(0));
     }
 
@@ -281,7 +302,9 @@ mod tests {
     #[test]
     fn validation_names_the_bad_field() {
         let items = vec![
-            EvidenceItem::Log { content: "x".into() },
+            EvidenceItem::Log {
+                content: "x".into(),
+            },
             EvidenceItem::TestResults {
                 passed: 1,
                 failed: -1,

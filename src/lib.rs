@@ -15,13 +15,19 @@
 
 pub mod agents;
 pub mod clock;
+pub mod config;
 pub mod enforcement;
 pub mod error;
 pub mod evidence;
+pub mod mcp;
 pub mod reliability;
+pub mod reports;
 pub mod routing;
+pub mod server;
+pub mod service;
 pub mod store;
 pub mod tasks;
 pub mod verification;
 
 pub use error::{AresError, AresResult};
+pub use service::Ares;

@@ -1,1 +1,102 @@
-fn main(){}
+//! The `ares` binary: parses the command line, starts logging to stderr, opens the store and
+//! serves over stdio or HTTP until SIGINT/SIGTERM.
+#![forbid(unsafe_code)]
+
+use ares::Ares;
+use ares::config::{Cli, Command, ServeArgs, StoreArgs};
+use ares::server::{self, HttpOptions};
+use ares::store::{self, redact_url};
+use clap::Parser;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let outcome = runtime.block_on(run(cli));
+    // A blocking stdin read may never return; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ares: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Logs go to stderr only: in stdio mode stdout is the protocol. `ARES_LOG` sets the filter.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Migrate(args)) => migrate(args).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let url = args.url()?;
+    let store = store::connect(&url).await?;
+    tracing::info!(store = %redact_url(&url), "migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Signals first, so a SIGTERM during start-up still shuts down cleanly.
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    let url = args.store.url()?;
+    let store = store::connect(&url).await?;
+    tracing::info!(store = %redact_url(&url), backend = store.backend(), "store ready");
+    let ares = Arc::new(Ares::new(store.clone()));
+    let result = match args.http {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving MCP over streamable HTTP at /mcp");
+            let options = HttpOptions {
+                allowed_hosts: args.allowed_hosts.clone(),
+                allowed_origins: args.allowed_origins.clone(),
+                max_body_bytes: args.max_body_bytes,
+            };
+            let app = server::router(ares, &options, shutdown.clone());
+            server::serve_http(listener, app, shutdown).await
+        }
+        None => {
+            tracing::info!("serving MCP over stdio");
+            server::serve_stdio(ares, shutdown).await
+        }
+    };
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}

@@ -147,7 +147,10 @@ pub fn compute(
     let n = verdicts.len() as i64;
     let quality_sum: f64 = verdicts.iter().map(|v| v.quality_score).sum();
     let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count() as i64;
-    let times: Vec<f64> = verdicts.iter().filter_map(|v| v.response_time_secs).collect();
+    let times: Vec<f64> = verdicts
+        .iter()
+        .filter_map(|v| v.response_time_secs)
+        .collect();
     let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let anomalies = detect_anomalies(verdicts);
     let recommendations = anomalies.iter().map(|a| a.recommendation.clone()).collect();
@@ -196,7 +199,9 @@ pub fn detect_anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
             kind: "rejection_streak".into(),
             severity: if streak >= 5 { "high" } else { "medium" }.into(),
             detail: format!("the last {streak} verifications were rejected"),
-            recommendation: "review the agent's recent work before giving it more; consider suspending it".into(),
+            recommendation:
+                "review the agent's recent work before giving it more; consider suspending it"
+                    .into(),
         });
     }
     let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count();
@@ -220,7 +225,8 @@ pub fn detect_anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
             kind: "empty_evidence".into(),
             severity: "medium".into(),
             detail: format!("{empty} submission(s) claimed done with empty evidence"),
-            recommendation: "ask the agent to submit test results, diffs or files with each claim".into(),
+            recommendation: "ask the agent to submit test results, diffs or files with each claim"
+                .into(),
         });
     }
     out

@@ -54,9 +54,9 @@ impl TaskStatus {
         Self::OPEN.contains(&self)
     }
 
-    /// States a task cannot leave except by rollback.
+    /// States a task leaves only by rollback (or never, once cancelled).
     pub fn is_final(self) -> bool {
-        matches!(self, Verified | Cancelled | RolledBack)
+        matches!(self, Verified | Cancelled)
     }
 
     /// Whether the state machine allows `self → to`.
@@ -87,6 +87,12 @@ impl TaskStatus {
                 | (Failed, RolledBack)
                 | (Failed, Assigned)
                 | (Verified, RolledBack)
+                | (Submitted, RolledBack)
+                | (Assigned, RolledBack)
+                | (InProgress, RolledBack)
+                | (Blocked, RolledBack)
+                | (RolledBack, Assigned)
+                | (RolledBack, Cancelled)
         )
     }
 
@@ -156,9 +162,11 @@ impl Task {
             }
             Submitted => self.submitted_at = Some(now),
             Verified | Rejected | Failed | Cancelled => self.completed_at = Some(now),
-            Pending => {
+            Pending | RolledBack => {
                 self.agent_id = None;
                 self.assigned_at = None;
+                self.submitted_at = None;
+                self.completed_at = None;
             }
             _ => {}
         }
@@ -175,7 +183,12 @@ mod tests {
     fn the_happy_path_is_allowed() {
         let path = [Pending, Assigned, InProgress, Submitted, Verified];
         for pair in path.windows(2) {
-            assert!(pair[0].can_become(pair[1]), "{:?} -> {:?}", pair[0], pair[1]);
+            assert!(
+                pair[0].can_become(pair[1]),
+                "{:?} -> {:?}",
+                pair[0],
+                pair[1]
+            );
         }
     }
 
@@ -195,11 +208,12 @@ mod tests {
     }
 
     #[test]
-    fn rolled_back_and_cancelled_are_terminal() {
+    fn cancelled_is_terminal_and_rolled_back_work_can_be_retried() {
         for to in TaskStatus::ALL {
-            assert!(!RolledBack.can_become(to));
             assert!(!Cancelled.can_become(to));
         }
+        assert!(RolledBack.can_become(Assigned));
+        assert!(!RolledBack.can_become(Verified));
     }
 
     fn status() -> impl Strategy<Value = TaskStatus> {

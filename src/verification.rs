@@ -203,7 +203,11 @@ impl CriterionResult {
 }
 
 /// Evaluates a criterion that the evidence alone can decide; `None` for ground-truth ones.
-pub fn evaluate(criterion: &Criterion, items: &[EvidenceItem], signed: bool) -> Option<CriterionResult> {
+pub fn evaluate(
+    criterion: &Criterion,
+    items: &[EvidenceItem],
+    signed: bool,
+) -> Option<CriterionResult> {
     use CriterionStatus::*;
     let r = |status, detail: String| Some(CriterionResult::new(criterion, status, detail));
     match criterion {

@@ -179,7 +179,11 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks whose `depends_on` names `task_id`.
     async fn dependents_of(&self, task_id: Uuid) -> StoreResult<Vec<Task>>;
     /// Tasks assigned to the agent since `since`, and how many of them it submitted.
-    async fn task_counts(&self, agent_id: Uuid, since: Option<DateTime<Utc>>) -> StoreResult<TaskCounts>;
+    async fn task_counts(
+        &self,
+        agent_id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> StoreResult<TaskCounts>;
 
     /// A task's evidence chain in order.
     async fn evidence_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Evidence>>;
@@ -195,7 +199,11 @@ pub trait Store: Send + Sync + 'static {
     async fn task_snapshots(&self, task_id: Uuid) -> StoreResult<Vec<TaskSnapshot>>;
 
     /// Enforcement actions, newest first.
-    async fn list_actions(&self, filter: &ActionFilter, page: Page) -> StoreResult<Listed<EnforcementAction>>;
+    async fn list_actions(
+        &self,
+        filter: &ActionFilter,
+        page: Page,
+    ) -> StoreResult<Listed<EnforcementAction>>;
 
     async fn idempotency(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
 
@@ -207,16 +215,17 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and
 /// applies its migrations.
 pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Arc::new(PostgresStore::connect(url).await?)
-    } else if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(url).await?)
-    } else {
-        anyhow::bail!(
-            "DATABASE_URL must start with sqlite:// or postgres:// (got {})",
-            redact_url(url)
-        );
-    };
+    let store: Arc<dyn Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PostgresStore::connect(url).await?)
+        } else if url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::connect(url).await?)
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with sqlite:// or postgres:// (got {})",
+                redact_url(url)
+            );
+        };
     store.migrate().await?;
     Ok(store)
 }
@@ -248,6 +257,9 @@ mod tests {
             super::redact_url("postgres://ares:hunter2@db:5432/ares"),
             "postgres://ares:***@db:5432/ares"
         );
-        assert_eq!(super::redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        assert_eq!(
+            super::redact_url("sqlite:///tmp/a.db"),
+            "sqlite:///tmp/a.db"
+        );
     }
 }

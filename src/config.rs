@@ -1,0 +1,89 @@
+//! Command line and environment: what to serve, where to keep data, who may connect.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ares",
+    version,
+    about = "ARES: the Agent Reliability Enforcement System, an MCP server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options for `serve` when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdio (default) or streamable HTTP (--http).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(StoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where data lives: sqlite://PATH or postgres://… Default: an embedded SQLite file at
+    /// $XDG_DATA_HOME/ares/ares.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
+    #[arg(long, env = "ARES_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Host names the HTTP server answers to (DNS-rebinding protection). Default:
+    /// localhost, 127.0.0.1, ::1.
+    #[arg(
+        long = "allowed-host",
+        env = "ARES_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the HTTP server, e.g. https://app.example.com:443.
+    /// Default: loopback origins only; requests from other origins get 403.
+    #[arg(
+        long = "allowed-origin",
+        env = "ARES_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body in bytes (larger gets 413).
+    #[arg(long, env = "ARES_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl StoreArgs {
+    /// The store URL: the one given, or the default SQLite file in the user's data directory.
+    pub fn url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => Ok(url.trim().to_string()),
+            _ => Ok(format!("sqlite://{}", default_sqlite_path()?.display())),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/ares/ares.db`, falling back to `~/.local/share/ares/ares.db`.
+pub fn default_sqlite_path() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("neither XDG_DATA_HOME nor HOME is set; set DATABASE_URL")
+                })?;
+            PathBuf::from(home).join(".local/share")
+        }
+    };
+    Ok(base.join("ares").join("ares.db"))
+}

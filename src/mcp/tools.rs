@@ -1,0 +1,125 @@
+//! The tool table: name, description, input type, output type and the service operation
+//! behind each tool, declared once. Schemas come from the types (their `///` docs are the
+//! descriptions agents read).
+
+use super::{errors, summaries::Summary, wire};
+use crate::service::{
+    Ares, agents::*, enforce::*, evidence::*, health::*, reliability::*, tasks::*, verify::*,
+};
+use rmcp::handler::server::common::{schema_for_output, schema_for_type};
+use rmcp::model::{CallToolResult, ContentBlock, ErrorData, JsonObject, Tool, ToolAnnotations};
+use serde::Serialize;
+
+/// Turns an operation's answer into a tool result: structured content plus a one-line summary.
+fn respond<T: Serialize + Summary>(
+    answer: crate::AresResult<T>,
+) -> Result<CallToolResult, ErrorData> {
+    match answer {
+        Ok(out) => {
+            let value = serde_json::to_value(&out).map_err(|e| {
+                ErrorData::internal_error(format!("could not encode the answer: {e}"), None)
+            })?;
+            let mut result = CallToolResult::success(vec![ContentBlock::text(out.summary())]);
+            result.structured_content = Some(value);
+            Ok(result)
+        }
+        Err(e) => errors::to_mcp(e),
+    }
+}
+
+macro_rules! tools {
+    ($( $name:literal, $read_only:literal, $input:ty => $output:ty, $desc:literal, |$ares:ident, $p:ident| $call:expr ;)*) => {
+        /// Every tool ARES offers, with input and output schemas.
+        pub fn list() -> Vec<Tool> {
+            vec![$(
+                Tool::new($name, $desc, schema_for_type::<$input>())
+                    .with_raw_output_schema(schema_for_output::<$output>())
+                    .with_annotations(annotations($read_only)),
+            )*]
+        }
+
+        /// Decodes the arguments and runs the named tool.
+        pub async fn call(ares: &Ares, name: &str, args: Option<JsonObject>) -> Result<CallToolResult, ErrorData> {
+            match name {
+                $( $name => {
+                    let $p: $input = wire::decode(args)?;
+                    let $ares = ares;
+                    respond::<$output>($call.await)
+                } )*
+                other => Err(ErrorData::invalid_params(
+                    format!("unknown tool `{}`; tools/list names the tools ARES offers", other.chars().take(100).collect::<String>()),
+                    None,
+                )),
+            }
+        }
+    };
+}
+
+fn annotations(read_only: bool) -> ToolAnnotations {
+    let mut a = ToolAnnotations::new();
+    a.read_only_hint = Some(read_only);
+    a.destructive_hint = Some(false);
+    a.open_world_hint = Some(false);
+    a
+}
+
+async fn ok<T>(t: T) -> crate::AresResult<T> {
+    Ok(t)
+}
+
+tools! {
+    "register_agent", false, RegisterAgent => crate::agents::Agent,
+        "Register an agent: a unique name, its capabilities, optionally an ed25519 public key for signed evidence, a configuration object and its concurrent-task limit. Returns the agent with status `active`.",
+        |a, p| a.register_agent(p);
+    "get_agent", true, GetAgent => crate::agents::Agent,
+        "Get one agent by `agent_id` or by `name`.",
+        |a, p| a.get_agent(p);
+    "list_agents", true, ListAgents => AgentList,
+        "List agents, optionally filtered by status and capability, a page at a time (pass `next_cursor` back as `cursor`).",
+        |a, p| a.list_agents(p);
+    "update_agent", false, UpdateAgent => crate::agents::Agent,
+        "Change an agent's capabilities, configuration, public key or concurrent-task limit.",
+        |a, p| a.update_agent(p);
+    "deregister_agent", false, DeregisterAgent => Deregistered,
+        "Deregister an agent. Its history stays; its open tasks return to `pending`.",
+        |a, p| a.deregister_agent(p);
+    "create_task", false, CreateTask => crate::tasks::Task,
+        "Create a task with a description, required capabilities and machine-checkable acceptance `criteria` (objects tagged by `type`: evidence_present, tests_pass, metric_at_most, metric_at_least, signed, file_exists, file_contains, file_matches_evidence, command_succeeds, lint_clean, page_contains). Optionally assign it straight to an agent, set priority, deadline and dependencies. Safe to retry with an `idempotency_key`.",
+        |a, p| a.create_task(p);
+    "assign_task", false, AssignTask => crate::tasks::Task,
+        "Assign a task to the named agent, or, with no `agent_id`, to the best agent: has every required capability, is active and under its limit, least loaded, most reliable.",
+        |a, p| a.assign_task(p);
+    "start_task", false, StartTask => crate::tasks::Task,
+        "The assigned agent marks the task `in_progress` (optional; evidence may be submitted straight from `assigned`).",
+        |a, p| a.start_task(p);
+    "get_task", true, TaskRef => TaskDetail,
+        "Get one task with its evidence chain, verification history and state history.",
+        |a, p| a.get_task(p);
+    "list_tasks", true, ListTasks => TaskList,
+        "List tasks, newest first, optionally filtered by status and agent, a page at a time.",
+        |a, p| a.list_tasks(p);
+    "submit_evidence", false, SubmitEvidence => Receipt,
+        "Submit evidence for a task assigned to the agent: items tagged by `kind` (diff, test_results, metrics, file, documentation, api_interaction, command, screenshot, log). Agents with a public key must sign (nonce, timestamp, signature). Records the evidence with its digest and place in the task's hash chain; the task becomes `submitted`. Safe to retry with an `idempotency_key`.",
+        |a, p| a.submit_evidence(p);
+    "verify_task", false, VerifyTask => VerificationReport,
+        "Verify a submitted task: every criterion is checked against the evidence and, for ground-truth criteria, against the real files, commands and pages through downstream MCP servers. Returns `success`, `quality_score`, per-criterion `status`/`detail`/`checked_via`, the evidence analysis and any enforcement actions the verdict triggered.",
+        |a, p| a.verify_task(p);
+    "get_reliability", true, GetReliability => crate::reliability::Reliability,
+        "An agent's reliability over a window (1h, 24h, 7d, all): reliability_score, success_rate, completion_rate, response_time_avg, quality_score, discrepancy_rate, counts, anomalies and recommendations.",
+        |a, p| a.get_reliability(p);
+    "enforce", false, Enforce => Enforced,
+        "Take a manual enforcement action on an agent — warning, throttle, suspend, escalate or reinstate — with a reason.",
+        |a, p| a.enforce(p);
+    "list_enforcement_actions", true, ListEnforcementActions => ActionList,
+        "Enforcement history, newest first, filtered by agent, action and time, with the reason and the numbers behind each action.",
+        |a, p| a.list_enforcement_actions(p);
+    "rollback_task", false, RollbackTask => RolledBack,
+        "Roll a task back to its last good snapshot (state `rolled_back`, ready to be assigned again); dependent tasks built on it are rolled back too and tasks it blocked are unblocked.",
+        |a, p| a.rollback_task(p);
+    "get_report", true, GetReport => Report,
+        "A `reliability` or `enforcement` report over a time range, as JSON, CSV or Markdown.",
+        |a, p| a.get_report(p);
+    "health", true, HealthCheck => Health,
+        "ARES's health: the store and each downstream server, with status and latency.",
+        |a, _p| ok(a.health().await);
+}

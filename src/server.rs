@@ -1,0 +1,132 @@
+//! Serving: the same MCP handler over stdio or streamable HTTP (`/mcp`, plus `/health`),
+//! each with a shutdown signal, so tests can run the real thing on port 0 or a pipe.
+
+use crate::mcp::AresServer;
+use crate::service::Ares;
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves one MCP session over a byte stream until the peer hangs up or `shutdown` fires.
+pub async fn serve_stream<R, W>(
+    ares: Arc<Ares>,
+    read: R,
+    write: W,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    // The handshake waits for the client; a shutdown must be able to interrupt it too.
+    let running = tokio::select! {
+        running = AresServer::new(ares).serve((read, write)) => running?,
+        () = shutdown.cancelled() => {
+            tracing::info!("shut down before a client initialized");
+            return Ok(());
+        }
+    };
+    let cancel = running.cancellation_token();
+    tokio::select! {
+        quit = running.waiting() => {
+            tracing::info!(reason = ?quit, "stdio session ended");
+        }
+        () = shutdown.cancelled() => {
+            tracing::info!("shutting down the stdio session");
+            cancel.cancel();
+        }
+    }
+    Ok(())
+}
+
+/// Serves MCP over this process's stdin and stdout.
+pub async fn serve_stdio(ares: Arc<Ares>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (read, write) = rmcp::transport::io::stdio_pipes();
+    serve_stream(ares, read, write, shutdown).await
+}
+
+/// Who may reach the HTTP server.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// `Host` header values accepted (empty: loopback names only).
+    pub allowed_hosts: Vec<String>,
+    /// `Origin` values accepted (empty: loopback origins only).
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+
+/// The HTTP application: `/mcp` (streamable HTTP) and `/health`.
+pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToken) -> Router {
+    let hosts: Vec<String> = if options.allowed_hosts.is_empty() {
+        LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()
+    } else {
+        options.allowed_hosts.clone()
+    };
+    let origins: Vec<String> = if options.allowed_origins.is_empty() {
+        LOOPBACK_ORIGINS.iter().map(|o| o.to_string()).collect()
+    } else {
+        options.allowed_origins.clone()
+    };
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(options.max_body_bytes)
+        .with_cancellation_token(shutdown.child_token());
+    let handler_ares = ares.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(AresServer::new(handler_ares.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route("/health", get(health))
+        .nest_service("/mcp", mcp)
+        .with_state(ares)
+}
+
+async fn health(State(ares): State<Arc<Ares>>) -> impl IntoResponse {
+    let health = ares.health().await;
+    let code = if health.is_healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(health))
+}
+
+/// Serves the HTTP application on `listener` until `shutdown` fires, then drains.
+pub async fn serve_http(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY every streamed response waits for a delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

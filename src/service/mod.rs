@@ -1,0 +1,191 @@
+//! The operations behind every tool. Each validates its input, reads what it needs, decides
+//! with the pure domain rules, and commits everything it changes as one atomic batch — so a
+//! failed call changes nothing.
+
+use crate::clock::{Clock, SystemClock};
+use crate::enforcement::Policy;
+use crate::error::{AresError, AresResult};
+use crate::store::{IdempotencyRecord, Store, WriteBatch};
+use chrono::{DateTime, Utc};
+use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub mod agents;
+pub mod enforce;
+pub mod evidence;
+pub mod health;
+pub mod reliability;
+pub mod tasks;
+pub mod verify;
+
+/// The ARES service: shared by every session and transport.
+#[derive(Clone)]
+pub struct Ares {
+    /// The source of truth.
+    pub store: Arc<dyn Store>,
+    /// Where "now" comes from; tests substitute a manual clock.
+    pub clock: Arc<dyn Clock>,
+    /// Thresholds of the enforcement ladder.
+    pub policy: Policy,
+    /// When this instance started, for `health`.
+    started: Instant,
+}
+
+impl Ares {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            policy: Policy::default(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Runs `op` again when a concurrent call changed the same record first, so callers
+    /// racing on one task see a clean answer instead of a conflict.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> AresResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = AresResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(AresError::Conflict) if attempt < 8 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs an idempotent operation: with a key, a retry with the same request returns the
+    /// first answer and writes nothing; the same key with a different request is refused.
+    /// `op` returns its answer and the batch to commit; the key's record joins that batch.
+    async fn idempotent<T, F, Fut>(
+        &self,
+        scope: &str,
+        key: Option<&str>,
+        request: &impl Serialize,
+        op: F,
+    ) -> AresResult<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn() -> Fut,
+        Fut: Future<Output = AresResult<(T, WriteBatch)>>,
+    {
+        let Some(key) = key else {
+            return self
+                .retrying(|| async {
+                    let (out, batch) = op().await?;
+                    self.store.commit(batch).await?;
+                    Ok(out)
+                })
+                .await;
+        };
+        validate_idempotency_key(key)?;
+        let fingerprint = fingerprint(request);
+        self.retrying(|| async {
+            if let Some(done) = self.store.idempotency(scope, key).await? {
+                return replay(done, &fingerprint, key);
+            }
+            let (out, mut batch) = op().await?;
+            batch.idempotency.push(IdempotencyRecord {
+                scope: scope.to_string(),
+                key: key.to_string(),
+                fingerprint: fingerprint.clone(),
+                response: serde_json::to_value(&out).map_err(|e| AresError::Internal(e.into()))?,
+                created_at: self.now(),
+            });
+            match self.store.commit(batch).await {
+                Err(crate::store::StoreError::Duplicate("idempotency")) => Err(AresError::Conflict),
+                Err(e) => Err(e.into()),
+                Ok(()) => Ok(out),
+            }
+        })
+        .await
+    }
+}
+
+fn replay<T: DeserializeOwned>(
+    done: IdempotencyRecord,
+    fingerprint: &str,
+    key: &str,
+) -> AresResult<T> {
+    if done.fingerprint != fingerprint {
+        return Err(AresError::invalid(
+            "idempotency_key",
+            format!("{key:?} was already used for a different request; use a new key"),
+        ));
+    }
+    serde_json::from_value(done.response).map_err(|e| AresError::Internal(e.into()))
+}
+
+fn validate_idempotency_key(key: &str) -> AresResult<()> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+        return Err(AresError::invalid(
+            "idempotency_key",
+            "expected 1-200 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// sha256 of the request's canonical JSON.
+fn fingerprint(request: &impl Serialize) -> String {
+    let bytes = serde_json_canonicalizer::to_vec(request).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Parses an RFC 3339 time argument, naming the field when it is not one.
+pub fn parse_time(field: &str, value: &str) -> AresResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| crate::clock::micros(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            AresError::invalid(
+                field,
+                format!("expected an RFC 3339 time such as 2026-01-31T12:00:00Z (got {value:?})"),
+            )
+        })
+}
+
+pub fn parse_optional_time(field: &str, value: Option<&str>) -> AresResult<Option<DateTime<Utc>>> {
+    value.map(|v| parse_time(field, v)).transpose()
+}
+
+/// Decodes a list's `limit` and `cursor` arguments.
+pub fn page(limit: Option<i64>, cursor: Option<&str>) -> AresResult<crate::store::Page> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AresError::invalid(
+            "limit",
+            "expected an integer from 1 to 500",
+        ));
+    }
+    let after = cursor
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                AresError::invalid("cursor", "expected the next_cursor of a previous page")
+            })
+        })
+        .transpose()?;
+    Ok(crate::store::Page { after, limit })
+}

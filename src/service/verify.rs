@@ -1,0 +1,198 @@
+//! Verification: every criterion checked against the evidence and, where it can be, against
+//! ground truth; the verdict moves the task, refreshes the agent's score and runs the
+//! enforcement policy — all in one commit.
+
+use super::Ares;
+use super::enforce::Decision;
+use crate::enforcement::{ActionKind, EnforcementAction, Trigger};
+use crate::error::{AresError, AresResult};
+use crate::evidence::{Evidence, EvidenceItem};
+use crate::reliability::{self, Window};
+use crate::store::WriteBatch;
+use crate::tasks::{Task, TaskStatus};
+use crate::verification::{
+    self as rules, Criterion, CriterionResult, CriterionStatus, Outcome, Verification,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyTask {
+    /// A task in state `submitted`.
+    pub task_id: Uuid,
+}
+
+/// The verdict, with what it changed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct VerificationReport {
+    #[serde(flatten)]
+    pub verification: Verification,
+    /// The task's state after the verdict.
+    pub task_status: TaskStatus,
+    /// The agent's reliability score after the verdict.
+    pub reliability_score: f64,
+    /// Enforcement actions the verdict triggered.
+    pub enforcement_actions: Vec<EnforcementAction>,
+}
+
+impl Ares {
+    #[tracing::instrument(skip_all, fields(task_id = %req.task_id))]
+    pub async fn verify_task(&self, req: VerifyTask) -> AresResult<VerificationReport> {
+        // Ground-truth checks run once, outside the retry loop: they are slow and
+        // side-effect free; only the commit is retried.
+        let task = self.task(req.task_id).await?;
+        ensure_submitted(&task)?;
+        let chain = self.store.evidence_for_task(task.id).await?;
+        let current = current_attempt(&task, &chain);
+        let latest = current.last().ok_or_else(|| {
+            AresError::refused(format!("task {} has no evidence to verify", task.id))
+        })?;
+        let items: Vec<EvidenceItem> = current.iter().flat_map(|e| e.items.clone()).collect();
+        let signed = current.iter().all(|e| e.signature.is_some());
+        let mut results = Vec::with_capacity(task.criteria.len());
+        for criterion in &task.criteria {
+            let result = match rules::evaluate(criterion, &items, signed) {
+                Some(r) => r,
+                None => self.check_ground_truth(criterion, &items).await,
+            };
+            results.push(result);
+        }
+        let analysis = rules::analyse(&items);
+        let outcome = rules::outcome(&results);
+        let quality = rules::quality_score(&results, &analysis);
+        let evidence_id = latest.id;
+        let agent_id = latest.agent_id;
+        self.retrying(|| {
+            let (results, analysis) = (results.clone(), analysis.clone());
+            async move {
+                let now = self.now();
+                let mut task = self.task(req.task_id).await?;
+                ensure_submitted(&task)?;
+                let mut agent = self.agent(agent_id).await?;
+                let verification = Verification {
+                    id: Uuid::now_v7(),
+                    task_id: task.id,
+                    agent_id,
+                    evidence_id,
+                    success: outcome == Outcome::Verified,
+                    outcome,
+                    quality_score: quality,
+                    discrepancies: results.iter().filter(|r| r.discrepancy).count() as i64,
+                    results,
+                    evidence_analysis: analysis,
+                    response_time_secs: match (task.assigned_at, task.submitted_at) {
+                        (Some(a), Some(s)) => {
+                            Some((s - a).num_microseconds().unwrap_or(0) as f64 / 1e6)
+                        }
+                        _ => None,
+                    },
+                    created_at: now,
+                };
+                match outcome {
+                    Outcome::Verified => task.advance(TaskStatus::Verified, now)?,
+                    Outcome::Rejected => task.advance(TaskStatus::Rejected, now)?,
+                    Outcome::Inconclusive => {}
+                }
+                task.updated_at = now;
+                task.version += 1;
+                let mut batch = WriteBatch::default();
+                batch.task_snapshots.push(super::tasks::snapshot(
+                    &task,
+                    format!("verification {:?}", outcome).to_lowercase(),
+                    now,
+                ));
+                batch.tasks.push(task.clone());
+
+                // Refresh the agent's reliability with this verdict included.
+                let mut history = self.store.verifications_for_agent(agent.id, None).await?;
+                history.push(verification.clone());
+                let counts = self.store.task_counts(agent.id, None).await?;
+                let rel = reliability::compute(agent.id, Window::All, &history, counts, now);
+                agent.reliability_score = rel.reliability_score;
+                agent.updated_at = now;
+                agent.version += 1;
+
+                let streak = reliability::rejection_streak(&history);
+                let kinds = self.policy.after_verdict(&agent, streak);
+                let metrics = json!({
+                    "rejection_streak": streak,
+                    "reliability_score": rel.reliability_score,
+                    "success_rate": rel.success_rate,
+                    "quality_score": quality,
+                    "discrepancies": verification.discrepancies,
+                    "task_id": task.id,
+                });
+                let reason = format!(
+                    "{streak} consecutive rejected verification(s); latest on task {}",
+                    task.id
+                );
+                let mut actions = Vec::new();
+                for kind in kinds {
+                    let decision = Decision {
+                        kind,
+                        reason: reason.clone(),
+                        trigger: Trigger::Policy,
+                        metrics: metrics.clone(),
+                        limit: (kind == ActionKind::Throttle).then_some(self.policy.throttle_limit),
+                        until: (kind == ActionKind::Suspend).then(|| now + self.policy.suspension),
+                    };
+                    actions.push(self.decide(&mut agent, decision, &mut batch, now).await?);
+                }
+                batch.agents.push(agent.clone());
+                batch.verifications.push(verification.clone());
+                batch.reliability.push(rel.clone());
+                batch.actions.extend(actions.iter().cloned());
+                self.store.commit(batch).await?;
+                Ok(VerificationReport {
+                    verification,
+                    task_status: task.status,
+                    reliability_score: rel.reliability_score,
+                    enforcement_actions: actions,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Checks a ground-truth criterion through the downstream server its role needs.
+    async fn check_ground_truth(
+        &self,
+        criterion: &Criterion,
+        _items: &[EvidenceItem],
+    ) -> CriterionResult {
+        let role = criterion.needs_role().unwrap_or("downstream");
+        let mut result = CriterionResult::new(
+            criterion,
+            CriterionStatus::Unverifiable,
+            format!(
+                "no `{role}` downstream server is configured, so this cannot be checked against ground truth"
+            ),
+        );
+        result.checked_via = format!("{role} (not configured)");
+        result
+    }
+}
+
+fn ensure_submitted(task: &Task) -> AresResult<()> {
+    if task.status == TaskStatus::Submitted {
+        Ok(())
+    } else {
+        Err(AresError::refused(format!(
+            "task {} is `{}`; only a `submitted` task can be verified",
+            task.id,
+            task.status.as_str()
+        )))
+    }
+}
+
+/// The evidence of the current attempt: submitted since the task was last assigned.
+fn current_attempt<'a>(task: &Task, chain: &'a [Evidence]) -> Vec<&'a Evidence> {
+    chain
+        .iter()
+        .filter(|e| Some(e.agent_id) == task.agent_id)
+        .filter(|e| task.assigned_at.is_none_or(|a| e.created_at >= a))
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! Test harness: a real rmcp client talking to a real ARES over stdio (the built binary as a
+//! child process) or streamable HTTP (the server on port 0), on a fresh database.
+#![allow(dead_code)]
+
+pub mod db;
+pub mod scenarios;
+
+use ares::Ares;
+use ares::server::{self, HttpOptions};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProtocolVersion};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::Value;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// An MCP client session with helpers that turn each kind of answer into something a test
+/// can assert on.
+pub struct Mcp {
+    pub client: RunningService<RoleClient, ()>,
+}
+
+/// A JSON-RPC error answer: its message and `data.field`.
+#[derive(Debug)]
+pub struct Invalid {
+    pub code: i32,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Mcp {
+    /// Starts `ares serve` as a child process on the database at `url`, as Claude Desktop
+    /// would.
+    pub async fn stdio(url: &str) -> Mcp {
+        Self::stdio_with(url, &[]).await
+    }
+
+    pub async fn stdio_with(url: &str, env: &[(&str, &str)]) -> Mcp {
+        let cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares")).configure(|c| {
+            c.arg("serve")
+                .env("DATABASE_URL", url)
+                .env("ARES_LOG", "warn");
+            for (k, v) in env {
+                c.env(k, v);
+            }
+        });
+        let transport = TokioChildProcess::new(cmd).expect("spawn ares");
+        let client = ().serve(transport).await.expect("initialize over stdio");
+        Mcp { client }
+    }
+
+    /// Connects over streamable HTTP with the initialize handshake (2025-11-25).
+    pub async fn http(base: &str) -> Mcp {
+        let transport = StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
+        let client = ().serve(transport).await.expect("initialize over HTTP");
+        Mcp { client }
+    }
+
+    /// Connects over streamable HTTP with the per-request protocol (2026-07-28, no session).
+    pub async fn http_per_request(base: &str) -> Mcp {
+        let transport = StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
+        let client = ()
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover {
+                    preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                },
+            )
+            .await
+            .expect("discover over HTTP");
+        Mcp { client }
+    }
+
+    async fn raw(&self, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+        let Value::Object(args) = args else {
+            panic!("tool arguments must be an object")
+        };
+        self.client
+            .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+            .await
+    }
+
+    /// Calls a tool that must succeed; returns its structured content.
+    pub async fn call(&self, tool: &str, args: Value) -> Value {
+        let result = self
+            .raw(tool, args.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{tool}({args}) failed: {e}"));
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool}({args}) was refused: {:?}",
+            result.content
+        );
+        result
+            .structured_content
+            .unwrap_or_else(|| panic!("{tool} returned no structured content"))
+    }
+
+    /// Calls a tool that must be refused (a tool result with isError); returns its text.
+    pub async fn refused(&self, tool: &str, args: Value) -> String {
+        let result = self.raw(tool, args.clone()).await.unwrap_or_else(|e| {
+            panic!("{tool}({args}) should be refused, got a protocol error: {e}")
+        });
+        assert_eq!(
+            result.is_error,
+            Some(true),
+            "{tool}({args}) should be refused, got {:?}",
+            result.structured_content
+        );
+        text(&result)
+    }
+
+    /// Calls a tool with arguments that must be rejected as invalid params.
+    pub async fn invalid(&self, tool: &str, args: Value) -> Invalid {
+        match self.raw(tool, args.clone()).await {
+            Err(ServiceError::McpError(e)) => Invalid {
+                code: e.code.0,
+                message: e.message.to_string(),
+                field: e
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("field"))
+                    .and_then(|f| f.as_str())
+                    .map(String::from),
+            },
+            other => panic!("{tool}({args}) should be invalid params, got {other:?}"),
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.cancel().await;
+    }
+}
+
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An in-process HTTP server on an ephemeral port.
+pub struct HttpServer {
+    pub base: String,
+    pub ares: Arc<Ares>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub async fn start(url: &str) -> HttpServer {
+        Self::start_with(url, HttpOptions::default()).await
+    }
+
+    pub async fn start_with(url: &str, options: HttpOptions) -> HttpServer {
+        let store = ares::store::connect(url).await.expect("open store");
+        let ares = Arc::new(Ares::new(store));
+        Self::serving(ares, options).await
+    }
+
+    pub async fn serving(ares: Arc<Ares>, options: HttpOptions) -> HttpServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let app = server::router(ares.clone(), &options, shutdown.clone());
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            server::serve_http(listener, app, token)
+                .await
+                .expect("serve");
+        });
+        HttpServer {
+            base,
+            ares,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
+}
