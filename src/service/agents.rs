@@ -134,7 +134,7 @@ impl Ares {
             agents: vec![agent.clone()],
             ..Default::default()
         };
-        match self.store.commit(batch).await {
+        match self.commit(batch).await {
             Err(StoreError::Duplicate("agents.name")) => Err(AresError::refused(format!(
                 "an agent named {:?} already exists; names are unique",
                 agent.name
@@ -229,7 +229,7 @@ impl Ares {
                 agents: vec![agent.clone()],
                 ..Default::default()
             };
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(agent)
         })
         .await
@@ -275,7 +275,7 @@ impl Ares {
                 batch.tasks.push(task);
             }
             batch.agents.push(agent.clone());
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(Deregistered {
                 agent,
                 released_tasks: released,

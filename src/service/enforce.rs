@@ -131,7 +131,7 @@ impl Ares {
             agent.version += 1;
             batch.agents.push(agent.clone());
             batch.actions.push(action.clone());
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(Enforced { action, agent })
         })
         .await

@@ -58,6 +58,11 @@ impl Ares {
         self.clock.now()
     }
 
+    /// Commits one operation's changes atomically. Every service write goes through here.
+    pub(crate) async fn commit(&self, batch: WriteBatch) -> crate::store::StoreResult<()> {
+        self.store.commit(batch).await
+    }
+
     /// Runs `op` again when a concurrent call changed the same record first, so callers
     /// racing on one task see a clean answer instead of a conflict.
     async fn retrying<T, F, Fut>(&self, mut op: F) -> AresResult<T>
@@ -96,7 +101,7 @@ impl Ares {
             return self
                 .retrying(|| async {
                     let (out, batch) = op().await?;
-                    self.store.commit(batch).await?;
+                    self.commit(batch).await?;
                     Ok(out)
                 })
                 .await;
@@ -115,7 +120,7 @@ impl Ares {
                 response: serde_json::to_value(&out).map_err(|e| AresError::Internal(e.into()))?,
                 created_at: self.now(),
             });
-            match self.store.commit(batch).await {
+            match self.commit(batch).await {
                 Err(crate::store::StoreError::Duplicate("idempotency")) => Err(AresError::Conflict),
                 Err(e) => Err(e.into()),
                 Ok(()) => Ok(out),

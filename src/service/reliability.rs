@@ -66,7 +66,7 @@ impl Ares {
             reliability: vec![rel.clone()],
             ..Default::default()
         };
-        self.store.commit(batch).await?;
+        self.commit(batch).await?;
         Ok(rel)
     }
 

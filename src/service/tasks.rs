@@ -257,7 +257,7 @@ impl Ares {
                 tasks: vec![task.clone()],
                 ..Default::default()
             };
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(task)
         })
         .await
@@ -341,7 +341,7 @@ impl Ares {
                 tasks: vec![task.clone()],
                 ..Default::default()
             };
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(task)
         })
         .await
@@ -433,7 +433,7 @@ impl Ares {
                     }
                 }
             }
-            self.store.commit(batch).await?;
+            self.commit(batch).await?;
             Ok(RolledBack {
                 task: restored,
                 restored_from,

@@ -145,7 +145,7 @@ impl Ares {
                 batch.verifications.push(verification.clone());
                 batch.reliability.push(rel.clone());
                 batch.actions.extend(actions.iter().cloned());
-                self.store.commit(batch).await?;
+                self.commit(batch).await?;
                 Ok(VerificationReport {
                     verification,
                     task_status: task.status,
