@@ -50,6 +50,10 @@ pub struct Agent {
     pub throttle_limit: Option<i32>,
     /// When a suspension ends on its own.
     pub suspended_until: Option<DateTime<Utc>>,
+    /// Back from a suspension and throttled until it earns its way back with consecutive
+    /// verified tasks.
+    #[serde(default)]
+    pub on_probation: bool,
     /// The latest reliability score (0–1), refreshed after every verification; routing
     /// prefers higher.
     pub reliability_score: f64,
@@ -219,6 +223,7 @@ mod tests {
             throttle_limit: None,
             suspended_until: None,
             reliability_score: 0.5,
+            on_probation: false,
             created_at: now,
             updated_at: now,
             version: 1,

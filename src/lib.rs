@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod behaviour;
 pub mod clock;
 pub mod config;
 pub mod enforcement;

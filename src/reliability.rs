@@ -1,6 +1,7 @@
 //! Reliability scoring: per-agent rates over a time window and the blended score routing and
 //! enforcement use. Pure functions over the agent's recorded verdicts.
 
+use crate::behaviour::{self, Anomaly, Baseline};
 use crate::verification::{Outcome, Verification};
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
@@ -51,19 +52,6 @@ pub struct TaskCounts {
     pub submitted: i64,
 }
 
-/// A behaviour that departs from what is expected of the agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Anomaly {
-    /// e.g. `rejection_streak`, `discrepancies`, `empty_evidence`.
-    pub kind: String,
-    /// `low`, `medium` or `high`.
-    pub severity: String,
-    /// What was seen, with the numbers.
-    pub detail: String,
-    /// What to do about it, in plain words.
-    pub recommendation: String,
-}
-
 /// An agent's reliability over a window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Reliability {
@@ -89,7 +77,12 @@ pub struct Reliability {
     pub inconclusive: i64,
     pub tasks_assigned: i64,
     pub tasks_submitted: i64,
+    /// What is normal for this agent: the moving mean and spread its latest work is
+    /// compared with.
+    pub baseline: Baseline,
+    /// Where the latest work departs from the baseline, with the numbers.
     pub anomalies: Vec<Anomaly>,
+    /// What to do, in plain words.
     pub recommendations: Vec<String>,
     pub computed_at: DateTime<Utc>,
 }
@@ -152,8 +145,14 @@ pub fn compute(
         .filter_map(|v| v.response_time_secs)
         .collect();
     let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let anomalies = detect_anomalies(verdicts);
-    let recommendations = anomalies.iter().map(|a| a.recommendation.clone()).collect();
+    let anomalies = behaviour::anomalies(verdicts);
+    let mut recommendations: Vec<String> =
+        anomalies.iter().map(|a| a.recommendation.clone()).collect();
+    if n == 0 {
+        recommendations.push(
+            "no verified work yet: give the agent a small task with ground-truth criteria".into(),
+        );
+    }
     Reliability {
         agent_id,
         window,
@@ -174,6 +173,7 @@ pub fn compute(
         inconclusive,
         tasks_assigned: tasks.assigned,
         tasks_submitted: tasks.submitted,
+        baseline: behaviour::baseline(verdicts),
         anomalies,
         recommendations,
         computed_at: now,
@@ -182,54 +182,7 @@ pub fn compute(
 
 /// How many of the latest verdicts were rejections in a row.
 pub fn rejection_streak(verdicts: &[Verification]) -> usize {
-    verdicts
-        .iter()
-        .rev()
-        .filter(|v| v.outcome != Outcome::Inconclusive)
-        .take_while(|v| v.outcome == Outcome::Rejected)
-        .count()
-}
-
-/// Behaviour worth flagging, from the verdict history (oldest first).
-pub fn detect_anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
-    let mut out = Vec::new();
-    let streak = rejection_streak(verdicts);
-    if streak >= 3 {
-        out.push(Anomaly {
-            kind: "rejection_streak".into(),
-            severity: if streak >= 5 { "high" } else { "medium" }.into(),
-            detail: format!("the last {streak} verifications were rejected"),
-            recommendation:
-                "review the agent's recent work before giving it more; consider suspending it"
-                    .into(),
-        });
-    }
-    let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count();
-    if discrepant > 0 {
-        out.push(Anomaly {
-            kind: "discrepancies".into(),
-            severity: "high".into(),
-            detail: format!(
-                "ground truth contradicted the agent's evidence in {discrepant} of {} verifications",
-                verdicts.len()
-            ),
-            recommendation: "treat this agent's claims as unreliable: require ground-truth criteria on its tasks".into(),
-        });
-    }
-    let empty = verdicts
-        .iter()
-        .filter(|v| v.evidence_analysis.substantive_items == 0)
-        .count();
-    if empty > 0 {
-        out.push(Anomaly {
-            kind: "empty_evidence".into(),
-            severity: "medium".into(),
-            detail: format!("{empty} submission(s) claimed done with empty evidence"),
-            recommendation: "ask the agent to submit test results, diffs or files with each claim"
-                .into(),
-        });
-    }
-    out
+    behaviour::streak(verdicts, Outcome::Rejected)
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ mod tests {
             throttle_limit: None,
             suspended_until: None,
             reliability_score: score,
+            on_probation: false,
             created_at: now,
             updated_at: now,
             version: 1,

@@ -93,6 +93,9 @@ impl TaskStatus {
                 | (Blocked, RolledBack)
                 | (RolledBack, Assigned)
                 | (RolledBack, Cancelled)
+                | (Assigned, Blocked)
+                | (InProgress, Blocked)
+                | (Submitted, Blocked)
         )
     }
 
@@ -144,6 +147,9 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     /// How many times this task has been handed to an agent.
     pub attempts: i32,
+    /// Verifications that no longer stand because the task was rolled back.
+    #[serde(default)]
+    pub superseded_verifications: Vec<Uuid>,
     /// Optimistic-concurrency version; bumps on every write.
     pub version: i64,
 }
@@ -162,7 +168,7 @@ impl Task {
             }
             Submitted => self.submitted_at = Some(now),
             Verified | Rejected | Failed | Cancelled => self.completed_at = Some(now),
-            Pending | RolledBack => {
+            Pending | RolledBack | Blocked => {
                 self.agent_id = None;
                 self.assigned_at = None;
                 self.submitted_at = None;

@@ -380,6 +380,10 @@ pub struct Verification {
     pub discrepancies: i64,
     /// Seconds from assignment to submission.
     pub response_time_secs: Option<f64>,
+    /// True once the task was rolled back: the verdict stays in the history but no longer
+    /// stands.
+    #[serde(default)]
+    pub superseded: bool,
     pub created_at: DateTime<Utc>,
 }
 

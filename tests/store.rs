@@ -53,6 +53,7 @@ fn agent(name: &str, capabilities: &[&str]) -> Agent {
         throttle_limit: None,
         suspended_until: None,
         reliability_score: 0.1 + 0.2,
+        on_probation: false,
         created_at: now,
         updated_at: now,
         version: 1,
@@ -86,6 +87,7 @@ fn task(description: &str) -> Task {
         submitted_at: None,
         completed_at: None,
         attempts: 0,
+        superseded_verifications: vec![],
         version: 1,
     }
 }
@@ -155,6 +157,7 @@ fn verification(task: &Task, agent: &Agent, at: DateTime<Utc>) -> Verification {
         },
         discrepancies: 0,
         response_time_secs: Some(12.25),
+        superseded: false,
         created_at: at,
     }
 }
@@ -200,6 +203,7 @@ fn reliability(agent: &Agent) -> Reliability {
         inconclusive: 0,
         tasks_assigned: 4,
         tasks_submitted: 4,
+        baseline: Default::default(),
         anomalies: vec![],
         recommendations: vec!["keep going".into()],
         computed_at: now(),

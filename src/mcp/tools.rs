@@ -28,7 +28,7 @@ fn respond<T: Serialize + Summary>(
 }
 
 macro_rules! tools {
-    ($( $name:literal, $read_only:literal, $input:ty => $output:ty, $desc:literal, |$ares:ident, $p:ident| $call:expr ;)*) => {
+    ($( $name:literal, $read_only:literal, $input:ty => $output:ty, $desc:literal, |$ares:ident, $p:ident $(, $raw:ident)?| $call:expr ;)*) => {
         /// Every tool ARES offers, with input and output schemas.
         pub fn list() -> Vec<Tool> {
             vec![$(
@@ -40,10 +40,13 @@ macro_rules! tools {
 
         /// Decodes the arguments and runs the named tool.
         pub async fn call(ares: &Ares, name: &str, args: Option<JsonObject>) -> Result<CallToolResult, ErrorData> {
+            let args = serde_json::Value::Object(args.unwrap_or_default());
             match name {
                 $( $name => {
-                    let $p: $input = wire::decode(args)?;
+                    #[allow(unused_mut)]
+                    let mut $p: $input = wire::decode(&args)?;
                     let $ares = ares;
+                    $( let $raw = &args; )?
                     respond::<$output>($call.await)
                 } )*
                 other => Err(ErrorData::invalid_params(
@@ -100,7 +103,11 @@ tools! {
         |a, p| a.list_tasks(p);
     "submit_evidence", false, SubmitEvidence => Receipt,
         "Submit evidence for a task assigned to the agent: items tagged by `kind` (diff, test_results, metrics, file, documentation, api_interaction, command, screenshot, log). Agents with a public key must sign (nonce, timestamp, signature). Records the evidence with its digest and place in the task's hash chain; the task becomes `submitted`. Safe to retry with an `idempotency_key`.",
-        |a, p| a.submit_evidence(p);
+        |a, p, raw| {
+            // Signatures cover the evidence exactly as the agent sent it.
+            p.raw_evidence = raw.get("evidence").cloned();
+            a.submit_evidence(p)
+        };
     "verify_task", false, VerifyTask => VerificationReport,
         "Verify a submitted task: every criterion is checked against the evidence and, for ground-truth criteria, against the real files, commands and pages through downstream MCP servers. Returns `success`, `quality_score`, per-criterion `status`/`detail`/`checked_via`, the evidence analysis and any enforcement actions the verdict triggered.",
         |a, p| a.verify_task(p);
@@ -114,7 +121,7 @@ tools! {
         "Enforcement history, newest first, filtered by agent, action and time, with the reason and the numbers behind each action.",
         |a, p| a.list_enforcement_actions(p);
     "rollback_task", false, RollbackTask => RolledBack,
-        "Roll a task back to its last good snapshot (state `rolled_back`, ready to be assigned again); dependent tasks built on it are rolled back too and tasks it blocked are unblocked.",
+        "Roll a task back to its last good snapshot (state `rolled_back`, ready to be retried); its verifications are marked superseded, evidence is kept, and tasks that depend on it become `blocked` until it verifies again.",
         |a, p| a.rollback_task(p);
     "get_report", true, GetReport => Report,
         "A `reliability` or `enforcement` report over a time range, as JSON, CSV or Markdown.",

@@ -1,13 +1,12 @@
 //! Decoding tool arguments: every failure names the field and what was expected.
 
-use rmcp::model::{ErrorData, JsonObject};
+use rmcp::model::ErrorData;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Decodes a tool's arguments, refusing with `-32602` and `data.field` on the first problem.
-pub fn decode<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, ErrorData> {
-    let value = Value::Object(args.unwrap_or_default());
-    if let Some(field) = find_nul(&value, String::new()) {
+pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, ErrorData> {
+    if let Some(field) = find_nul(value, String::new()) {
         return Err(invalid(&field, "expected text without NUL characters"));
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -95,10 +94,7 @@ mod tests {
     }
 
     fn err(v: Value) -> String {
-        let Value::Object(map) = v else {
-            unreachable!()
-        };
-        let e = decode::<Outer>(Some(map)).unwrap_err();
+        let e = decode::<Outer>(&v).unwrap_err();
         e.data.unwrap()["field"].as_str().unwrap().to_string()
     }
 

@@ -126,6 +126,7 @@ impl Ares {
             throttle_limit: None,
             suspended_until: None,
             reliability_score: crate::reliability::score(0, 0, 0.0, 0, 0),
+            on_probation: false,
             created_at: now,
             updated_at: now,
             version: 1,

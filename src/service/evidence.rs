@@ -39,6 +39,10 @@ pub struct SubmitEvidence {
     /// Makes retries safe: a retry with the same key and request returns the first receipt.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The `evidence` argument exactly as sent, which is what the agent signed.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub raw_evidence: Option<serde_json::Value>,
 }
 
 /// What ARES recorded.
@@ -53,10 +57,14 @@ pub struct Receipt {
 
 /// The bytes an agent signs: RFC 8785 canonical JSON of the submission's identity.
 pub fn signed_message(req: &SubmitEvidence) -> Vec<u8> {
+    let evidence = match &req.raw_evidence {
+        Some(raw) => raw.clone(),
+        None => json!(req.evidence),
+    };
     let body = json!({
         "agent_id": req.agent_id,
         "task_id": req.task_id,
-        "evidence": req.evidence,
+        "evidence": evidence,
         "nonce": req.nonce,
         "timestamp": req.timestamp,
     });

@@ -118,7 +118,7 @@ pub struct RolledBack {
     pub task: Task,
     /// When the snapshot the task was restored to was taken.
     pub restored_from: DateTime<Utc>,
-    /// Dependent tasks that were rolled back or unblocked with it.
+    /// Dependent tasks blocked until it verifies again.
     pub dependents: Vec<Moved>,
 }
 
@@ -195,6 +195,7 @@ impl Ares {
                 submitted_at: None,
                 completed_at: None,
                 attempts: 0,
+                superseded_verifications: Vec::new(),
                 version: 1,
             };
             let mut batch = WriteBatch::default();
@@ -349,11 +350,14 @@ impl Ares {
 
     pub async fn get_task(&self, req: TaskRef) -> AresResult<TaskDetail> {
         let task = self.task(req.task_id).await?;
-        let (evidence, verifications, history) = tokio::try_join!(
+        let (evidence, mut verifications, history) = tokio::try_join!(
             self.store.evidence_for_task(task.id),
             self.store.verifications_for_task(task.id),
             self.store.task_snapshots(task.id),
         )?;
+        for v in &mut verifications {
+            v.superseded = task.superseded_verifications.contains(&v.id);
+        }
         Ok(TaskDetail {
             task,
             evidence,
@@ -376,8 +380,9 @@ impl Ares {
     }
 
     /// Undoes a task's work: the task returns to its last good snapshot (as it was before
-    /// it was handed out) in state `rolled_back`, ready to be assigned again. Dependents
-    /// that built on it are rolled back too; dependents it had blocked are unblocked.
+    /// it was handed out) in state `rolled_back`, ready to be retried; its verifications are
+    /// marked superseded (evidence is never deleted). Open or pending tasks that depend on it
+    /// become `blocked` until it verifies again, so one bad result does not cascade.
     #[tracing::instrument(skip_all, fields(task_id = %req.task_id))]
     pub async fn rollback_task(&self, req: RollbackTask) -> AresResult<RolledBack> {
         let reason = req.reason.trim().to_string();
@@ -387,51 +392,37 @@ impl Ares {
         self.retrying(|| async {
             let now = self.now();
             let task = self.task(req.task_id).await?;
-            let (restored, restored_from) = self.restore(&task, now).await?;
+            let (mut restored, restored_from) = self.restore(&task, now).await?;
+            let verdicts = self.store.verifications_for_task(task.id).await?;
+            restored.superseded_verifications = verdicts.iter().map(|v| v.id).collect();
             let mut batch = WriteBatch::default();
             batch
                 .task_snapshots
                 .push(snapshot(&restored, format!("rolled back: {reason}"), now));
             batch.tasks.push(restored.clone());
             let mut dependents = Vec::new();
-            let mut queue = vec![task.id];
-            while let Some(id) = queue.pop() {
-                for dep in self.store.dependents_of(id).await? {
-                    if batch.tasks.iter().any(|t| t.id == dep.id) {
-                        continue;
-                    }
-                    let from = dep.status;
-                    let moved = match from {
-                        TaskStatus::Blocked => {
-                            let mut t = dep.clone();
-                            t.advance(TaskStatus::Pending, now)?;
-                            t.version += 1;
-                            Some(t)
-                        }
-                        s if s.is_open()
-                            || s == TaskStatus::Verified
-                            || s == TaskStatus::Rejected =>
-                        {
-                            let (t, _) = self.restore(&dep, now).await?;
-                            queue.push(dep.id);
-                            Some(t)
-                        }
-                        _ => None,
-                    };
-                    if let Some(t) = moved {
-                        dependents.push(Moved {
-                            task_id: t.id,
-                            from,
-                            to: t.status,
-                        });
-                        batch.task_snapshots.push(snapshot(
-                            &t,
-                            format!("dependency {} rolled back", task.id),
-                            now,
-                        ));
-                        batch.tasks.push(t);
-                    }
+            for mut dep in self.store.dependents_of(task.id).await? {
+                let from = dep.status;
+                if !(from == TaskStatus::Pending || from.is_open()) {
+                    continue;
                 }
+                let holder = dep.agent_id;
+                dep.advance(TaskStatus::Blocked, now)?;
+                dep.version += 1;
+                let why = match holder {
+                    Some(agent) => format!(
+                        "blocked: dependency {} rolled back; released from agent {agent}",
+                        task.id
+                    ),
+                    None => format!("blocked: dependency {} rolled back", task.id),
+                };
+                batch.task_snapshots.push(snapshot(&dep, why, now));
+                dependents.push(Moved {
+                    task_id: dep.id,
+                    from,
+                    to: dep.status,
+                });
+                batch.tasks.push(dep);
             }
             self.commit(batch).await?;
             Ok(RolledBack {
@@ -441,6 +432,44 @@ impl Ares {
             })
         })
         .await
+    }
+
+    /// Tasks blocked on `verified` whose dependencies are now all verified, moved back to
+    /// `pending` (into `batch`).
+    pub(crate) async fn release_dependents(
+        &self,
+        verified: &Task,
+        batch: &mut WriteBatch,
+        now: DateTime<Utc>,
+    ) -> AresResult<()> {
+        for mut dep in self.store.dependents_of(verified.id).await? {
+            if dep.status != TaskStatus::Blocked {
+                continue;
+            }
+            let others: Vec<Uuid> = dep
+                .depends_on
+                .iter()
+                .copied()
+                .filter(|id| *id != verified.id)
+                .collect();
+            let ready = self
+                .store
+                .tasks(&others)
+                .await?
+                .iter()
+                .all(|t| t.status == TaskStatus::Verified);
+            if ready {
+                dep.advance(TaskStatus::Pending, now)?;
+                dep.version += 1;
+                batch.task_snapshots.push(snapshot(
+                    &dep,
+                    format!("released: dependency {} verified", verified.id),
+                    now,
+                ));
+                batch.tasks.push(dep);
+            }
+        }
+        Ok(())
     }
 
     /// The task restored to its last snapshot taken before it was handed out, in state
@@ -458,6 +487,7 @@ impl Ares {
         let mut restored = good.task.clone();
         restored.status = task.status;
         restored.attempts = task.attempts;
+        restored.superseded_verifications = task.superseded_verifications.clone();
         restored.version = task.version;
         restored.advance(TaskStatus::RolledBack, now)?;
         restored.version += 1;

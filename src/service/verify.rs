@@ -4,6 +4,7 @@
 
 use super::Ares;
 use super::enforce::Decision;
+use crate::behaviour;
 use crate::enforcement::{ActionKind, EnforcementAction, Trigger};
 use crate::error::{AresError, AresResult};
 use crate::evidence::{Evidence, EvidenceItem};
@@ -89,16 +90,20 @@ impl Ares {
                         }
                         _ => None,
                     },
+                    superseded: false,
                     created_at: now,
                 };
+                let mut batch = WriteBatch::default();
                 match outcome {
-                    Outcome::Verified => task.advance(TaskStatus::Verified, now)?,
+                    Outcome::Verified => {
+                        task.advance(TaskStatus::Verified, now)?;
+                        self.release_dependents(&task, &mut batch, now).await?;
+                    }
                     Outcome::Rejected => task.advance(TaskStatus::Rejected, now)?,
                     Outcome::Inconclusive => {}
                 }
                 task.updated_at = now;
                 task.version += 1;
-                let mut batch = WriteBatch::default();
                 batch.task_snapshots.push(super::tasks::snapshot(
                     &task,
                     format!("verification {:?}", outcome).to_lowercase(),
@@ -115,29 +120,28 @@ impl Ares {
                 agent.updated_at = now;
                 agent.version += 1;
 
-                let streak = reliability::rejection_streak(&history);
-                let kinds = self.policy.after_verdict(&agent, streak);
+                let rejections = behaviour::streak(&history, Outcome::Rejected);
+                let successes = behaviour::streak(&history, Outcome::Verified);
                 let metrics = json!({
-                    "rejection_streak": streak,
+                    "rejection_streak": rejections,
+                    "success_streak": successes,
+                    "on_probation": agent.on_probation,
                     "reliability_score": rel.reliability_score,
                     "success_rate": rel.success_rate,
                     "quality_score": quality,
                     "discrepancies": verification.discrepancies,
                     "task_id": task.id,
                 });
-                let reason = format!(
-                    "{streak} consecutive rejected verification(s); latest on task {}",
-                    task.id
-                );
                 let mut actions = Vec::new();
-                for kind in kinds {
+                for (kind, reason) in self.policy.after_verdict(&agent, rejections, successes) {
                     let decision = Decision {
                         kind,
-                        reason: reason.clone(),
+                        reason: format!("{reason}; latest on task {}", task.id),
                         trigger: Trigger::Policy,
                         metrics: metrics.clone(),
                         limit: (kind == ActionKind::Throttle).then_some(self.policy.throttle_limit),
-                        until: (kind == ActionKind::Suspend).then(|| now + self.policy.suspension),
+                        until: (kind == ActionKind::Suspend)
+                            .then(|| now + self.policy.suspension()),
                     };
                     actions.push(self.decide(&mut agent, decision, &mut batch, now).await?);
                 }

@@ -403,24 +403,51 @@ pub async fn rollback_with_dependents(mcp: &Mcp) {
     assert_eq!(out["task"]["agent_id"], Value::Null);
     assert_eq!(out["dependents"][0]["task_id"], dependent["id"]);
     assert_eq!(out["dependents"][0]["from"], "assigned");
-    assert_eq!(out["dependents"][0]["to"], "rolled_back");
+    assert_eq!(out["dependents"][0]["to"], "blocked");
 
-    // A rolled-back dependency must verify again before its dependents can be assigned.
+    let history = mcp.call("get_task", json!({ "task_id": base["id"] })).await;
+    assert_eq!(
+        history["verifications"][0]["superseded"], true,
+        "the old verdict no longer stands"
+    );
+    assert_eq!(
+        history["evidence"].as_array().unwrap().len(),
+        1,
+        "evidence is never deleted"
+    );
+
+    // A blocked dependent is never assigned.
     let refusal = mcp
         .refused(
             "assign_task",
             json!({ "task_id": dependent["id"], "agent_id": agent["id"] }),
         )
         .await;
-    assert!(
-        refusal.contains("depends on") && refusal.contains("rolled_back"),
-        "{refusal}"
-    );
+    assert!(refusal.contains("task is `blocked`"), "{refusal}");
+
+    // Retry the base task; when it verifies again its dependent is released.
     let again = mcp
         .call("assign_task", json!({ "task_id": base["id"] }))
         .await;
     assert_eq!(again["status"], "assigned");
     assert_eq!(again["attempts"], 2);
+    mcp.call(
+        "submit_evidence",
+        json!({ "task_id": base["id"], "agent_id": again["agent_id"], "evidence": passing_evidence() }),
+    )
+    .await;
+    let verdict = mcp
+        .call("verify_task", json!({ "task_id": base["id"] }))
+        .await;
+    assert_eq!(verdict["success"], true);
+    let released = mcp
+        .call("get_task", json!({ "task_id": dependent["id"] }))
+        .await;
+    assert_eq!(released["status"], "pending");
+    let assigned = mcp
+        .call("assign_task", json!({ "task_id": dependent["id"] }))
+        .await;
+    assert_eq!(assigned["status"], "assigned");
 }
 
 /// Lists come a page at a time and the pages join up without gaps or repeats.
@@ -698,7 +725,11 @@ pub async fn signed_evidence(mcp: &Mcp) {
     let task = mcp
         .call("create_task", json!({ "description": "signed", "criteria": [{ "type": "signed" }, { "type": "evidence_present", "kind": "log" }], "agent_id": agent["id"] }))
         .await;
-    let evidence = json!([{ "kind": "log", "content": "did the thing" }]);
+    // Optional fields left out: the signature covers the evidence exactly as sent.
+    let evidence = json!([
+        { "kind": "log", "content": "did the thing" },
+        { "kind": "test_results", "passed": 3, "failed": 0 }
+    ]);
     let sign = |nonce: &str, timestamp: &str| {
         let body = json!({ "agent_id": agent["id"], "task_id": task["id"], "evidence": evidence, "nonce": nonce, "timestamp": timestamp });
         let bytes = serde_json_canonicalizer::to_vec(&body).unwrap();
