@@ -167,7 +167,7 @@ impl Ares {
 
     /// Moves the agent's unfinished tasks to the best capable backup; tasks no one can take
     /// go back to `pending`. Returns `{moves: [{task_id, from, to}]}`.
-    async fn escalate(
+    pub(crate) async fn escalate(
         &self,
         agent: &Agent,
         batch: &mut WriteBatch,
