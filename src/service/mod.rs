@@ -18,6 +18,7 @@ pub mod enforce;
 pub mod evidence;
 pub mod health;
 pub mod reliability;
+pub mod sweep;
 pub mod tasks;
 pub mod verify;
 
