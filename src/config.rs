@@ -24,6 +24,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
+    /// Serve the code checker: an MCP stdio server that runs allow-listed commands under a
+    /// root, for `command_succeeds` criteria.
+    CodeChecker(crate::code_checker::CodeCheckerArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -38,6 +41,8 @@ pub struct StoreArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub downstream: crate::downstream::DownstreamArgs,
     /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
     #[arg(long, env = "ARES_HTTP")]
     pub http: Option<SocketAddr>,

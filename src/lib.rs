@@ -11,12 +11,16 @@
 //! - [`store`]: the storage interface with its SQLite and PostgreSQL implementations.
 //! - [`mcp`]: the MCP face — tool schemas, argument decoding, the one error mapping.
 //! - [`server`]: serving over stdio or streamable HTTP, with graceful shutdown.
+//! - [`downstream`]: the MCP servers ground truth is checked through (files, commands,
+//!   lint, pages), kept connected; [`code_checker`] is ARES's own command-running server.
 #![forbid(unsafe_code)]
 
 pub mod agents;
 pub mod behaviour;
 pub mod clock;
+pub mod code_checker;
 pub mod config;
+pub mod downstream;
 pub mod enforcement;
 pub mod error;
 pub mod evidence;

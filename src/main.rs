@@ -44,6 +44,7 @@ fn init_logging() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Migrate(args)) => migrate(args).await,
+        Some(Command::CodeChecker(args)) => ares::code_checker::serve_stdio(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
@@ -64,7 +65,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.store.url()?;
     let store = store::connect(&url).await?;
     tracing::info!(store = %redact_url(&url), backend = store.backend(), "store ready");
-    let ares = Arc::new(Ares::new(store.clone()));
+    let downstream = args.downstream.start(store.clone()).await?;
+    let ares = Arc::new(Ares::new(store.clone()).with_downstream(downstream.clone()));
     let result = match args.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -82,6 +84,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             server::serve_stdio(ares, shutdown).await
         }
     };
+    if let Some(downstream) = &downstream {
+        downstream.shutdown();
+    }
     store.close().await;
     tracing::info!("stopped");
     result

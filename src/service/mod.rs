@@ -33,6 +33,9 @@ pub struct Ares {
     pub policy: Policy,
     /// When this instance started, for `health`.
     started: Instant,
+    /// The servers ground-truth criteria are checked through; None: such criteria are
+    /// `unverifiable`.
+    pub downstream: Option<Arc<crate::downstream::Downstream>>,
 }
 
 impl Ares {
@@ -42,7 +45,17 @@ impl Ares {
             clock: Arc::new(SystemClock),
             policy: Policy::default(),
             started: Instant::now(),
+            downstream: None,
         }
+    }
+
+    /// Checks ground-truth criteria through these downstream servers.
+    pub fn with_downstream(
+        mut self,
+        downstream: Option<Arc<crate::downstream::Downstream>>,
+    ) -> Self {
+        self.downstream = downstream;
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {

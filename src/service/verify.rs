@@ -161,21 +161,25 @@ impl Ares {
         .await
     }
 
-    /// Checks a ground-truth criterion through the downstream server its role needs.
+    /// Checks a ground-truth criterion through the downstream servers of the role it needs
+    /// (see [`crate::downstream`]); without them it is `unverifiable`, never met. Every
+    /// downstream call is bounded by its timeout, so this always returns.
     async fn check_ground_truth(
         &self,
         criterion: &Criterion,
-        _items: &[EvidenceItem],
+        items: &[EvidenceItem],
     ) -> CriterionResult {
-        let role = criterion.needs_role().unwrap_or("downstream");
-        let mut result = CriterionResult::new(
-            criterion,
-            CriterionStatus::Unverifiable,
-            format!(
-                "no `{role}` downstream server is configured, so this cannot be checked against ground truth"
-            ),
+        let result = match &self.downstream {
+            Some(downstream) => downstream.check(criterion, items).await,
+            None => crate::downstream::not_configured(criterion),
+        };
+        tracing::debug!(
+            criterion = criterion.type_name(),
+            checked_via = %result.checked_via,
+            met = result.status == CriterionStatus::Met,
+            discrepancy = result.discrepancy,
+            "ground truth checked"
         );
-        result.checked_via = format!("{role} (not configured)");
         result
     }
 }

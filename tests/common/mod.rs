@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod ground_truth;
 pub mod scenarios;
 
 use ares::Ares;
