@@ -24,6 +24,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
+    /// Mint, list and revoke API keys for the HTTP transport.
+    #[command(subcommand)]
+    Key(crate::auth::cli::KeyCommand),
+    /// Check the tamper-evident audit log, or sign a checkpoint of it.
+    #[command(subcommand)]
+    Audit(crate::audit::cli::AuditCommand),
     /// Serve the code checker: an MCP stdio server that runs allow-listed commands under a
     /// root, for `command_succeeds` criteria.
     CodeChecker(crate::code_checker::CodeCheckerArgs),
@@ -41,6 +47,8 @@ pub struct StoreArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub audit: crate::audit::key::AuditServeArgs,
     #[command(flatten)]
     pub downstream: crate::downstream::DownstreamArgs,
     /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
@@ -65,6 +73,68 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (larger gets 413).
     #[arg(long, env = "ARES_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// A bootstrap admin API key for HTTP (set it in the environment, not on the command
+    /// line, where other users can see it).
+    #[arg(long, env = "ARES_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Serve HTTP without authentication: every caller is an admin. For local experiments
+    /// only; ARES logs a warning at start.
+    #[arg(long, env = "ARES_NO_AUTH")]
+    pub no_auth: bool,
+    /// Requests per second each API key may make over HTTP (bursts of twice that); more
+    /// get 429 with Retry-After.
+    #[arg(long, env = "ARES_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+    /// Enforcement thresholds, a JSON file; fields left out keep their defaults (see README).
+    #[arg(long, env = "ARES_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Seconds between sweeps (lapsed suspensions, work of suspended agents, missed
+    /// deadlines).
+    #[arg(long, env = "ARES_SWEEP_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sweep_secs: u64,
+}
+
+impl ServeArgs {
+    /// The enforcement policy: the file's, or the defaults.
+    pub fn policy(&self) -> anyhow::Result<crate::enforcement::Policy> {
+        match &self.policy {
+            None => Ok(crate::enforcement::Policy::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the policy file {}: {e}", path.display())
+                })?;
+                crate::enforcement::Policy::from_json(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// A secret from the environment or command line: usable, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 impl StoreArgs {

@@ -11,11 +11,15 @@
 //! - [`store`]: the storage interface with its SQLite and PostgreSQL implementations.
 //! - [`mcp`]: the MCP face — tool schemas, argument decoding, the one error mapping.
 //! - [`server`]: serving over stdio or streamable HTTP, with graceful shutdown.
+//! - [`audit`]: the tamper-evident audit log — hash-chained entries written with every
+//!   change, signed checkpoints, and the walk that finds the first edited entry.
 //! - [`downstream`]: the MCP servers ground truth is checked through (files, commands,
 //!   lint, pages), kept connected; [`code_checker`] is ARES's own command-running server.
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod audit;
+pub mod auth;
 pub mod behaviour;
 pub mod clock;
 pub mod code_checker;

@@ -44,6 +44,8 @@ fn init_logging() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Migrate(args)) => migrate(args).await,
+        Some(Command::Key(command)) => ares::auth::cli::run(command).await,
+        Some(Command::Audit(command)) => ares::audit::cli::run(command).await,
         Some(Command::CodeChecker(args)) => ares::code_checker::serve_stdio(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
@@ -62,11 +64,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signals first, so a SIGTERM during start-up still shuts down cleanly.
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    let policy = args.policy()?;
     let url = args.store.url()?;
+    let audit_key = args.audit.key.load(&url, true)?;
     let store = store::connect(&url).await?;
     tracing::info!(store = %redact_url(&url), backend = store.backend(), "store ready");
     let downstream = args.downstream.start(store.clone()).await?;
-    let ares = Arc::new(Ares::new(store.clone()).with_downstream(downstream.clone()));
+    let ares = Arc::new(
+        Ares::new(store.clone())
+            .with_downstream(downstream.clone())
+            .with_policy(policy)
+            .with_audit_key(audit_key),
+    );
+    spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
+    let every = args.audit.checkpoint_every();
+    tokio::spawn(ares.clone().run_checkpoints(every, shutdown.clone()));
     let result = match args.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -75,7 +87,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 allowed_hosts: args.allowed_hosts.clone(),
                 allowed_origins: args.allowed_origins.clone(),
                 max_body_bytes: args.max_body_bytes,
+                admin_token: args.admin_token.clone(),
+                no_auth: args.no_auth,
+                rate_limit: args.rate_limit,
             };
+            if args.no_auth {
+                tracing::warn!(
+                    "AUTHENTICATION IS DISABLED (--no-auth): anyone who can reach {addr} has admin rights over ARES"
+                );
+            }
             let app = server::router(ares, &options, shutdown.clone());
             server::serve_http(listener, app, shutdown).await
         }
@@ -90,6 +110,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// Runs the sweeper every `secs` seconds until shutdown.
+fn spawn_sweeper(ares: Arc<Ares>, secs: u64, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = ares.sweep().await {
+                        tracing::warn!(error = %e, "sweep failed; retrying next tick");
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {

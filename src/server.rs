@@ -1,6 +1,7 @@
 //! Serving: the same MCP handler over stdio or streamable HTTP (`/mcp`, plus `/health`),
 //! each with a shutdown signal, so tests can run the real thing on port 0 or a pipe.
 
+use crate::auth::middleware::{Gate, require_key};
 use crate::mcp::AresServer;
 use crate::service::Ares;
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -52,13 +53,19 @@ pub async fn serve_stdio(ares: Arc<Ares>, shutdown: CancellationToken) -> anyhow
 }
 
 /// Who may reach the HTTP server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// `Host` header values accepted (empty: loopback names only).
     pub allowed_hosts: Vec<String>,
     /// `Origin` values accepted (empty: loopback origins only).
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// A bootstrap admin key (ARES_ADMIN_TOKEN), accepted besides stored keys.
+    pub admin_token: Option<crate::config::Secret>,
+    /// No authentication at all: every caller is an admin. Only with an explicit flag.
+    pub no_auth: bool,
+    /// Requests per second each key may make (bursts of twice that).
+    pub rate_limit: u32,
 }
 
 impl Default for HttpOptions {
@@ -67,6 +74,9 @@ impl Default for HttpOptions {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body_bytes: 5 * 1024 * 1024,
+            admin_token: None,
+            no_auth: false,
+            rate_limit: 500,
         }
     }
 }
@@ -98,10 +108,37 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let gate = Arc::new(Gate::new(
+        ares.store.clone(),
+        options.admin_token.as_ref().map(|t| t.expose().to_string()),
+        options.no_auth,
+        options.rate_limit,
+    ));
+    // The gate runs before rmcp sees the request: nothing is read or allocated for a
+    // request without a valid key.
+    let protected = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(gate, require_key));
     Router::new()
         .route("/health", get(health))
-        .nest_service("/mcp", mcp)
         .with_state(ares)
+        .merge(protected)
+        .layer(axum::middleware::from_fn(delete_answers_no_content))
+}
+
+/// rmcp answers a session DELETE with 202; clients (the Python SDK among them) expect 200
+/// or 204 for "terminated", so say 204. (Only for DELETE: a POSTed notification's 202 is
+/// what the protocol asks for.)
+async fn delete_answers_no_content(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 async fn health(State(ares): State<Arc<Ares>>) -> impl IntoResponse {

@@ -123,6 +123,8 @@ async fn a_page_on_another_origin_gets_403() {
     let post = |origin: &'static str| {
         client()
             .post(format!("{}/mcp", server.base))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .bearer_auth(common::ADMIN_TOKEN)
             .header("accept", "application/json, text/event-stream")
             .header("origin", origin)
             .json(&initialize())
@@ -145,6 +147,8 @@ async fn configured_origins_and_hosts_are_honoured() {
     let send = |host: &'static str, origin: &'static str| {
         client()
             .post(format!("{}/mcp", server.base))
+            .bearer_auth(common::ADMIN_TOKEN)
+            .bearer_auth(common::ADMIN_TOKEN)
             .header("host", host)
             .header("origin", origin)
             .header("accept", "application/json, text/event-stream")
@@ -187,6 +191,7 @@ async fn an_oversized_body_gets_413() {
     big["params"]["padding"] = json!("x".repeat(100 * 1024));
     let res = client()
         .post(format!("{}/mcp", server.base))
+        .bearer_auth(common::ADMIN_TOKEN)
         .header("accept", "application/json, text/event-stream")
         .json(&big)
         .send()
@@ -206,6 +211,7 @@ async fn broken_json_gets_a_parse_error_not_a_crash() {
     let server = HttpServer::start(&db.url).await;
     let res = client()
         .post(format!("{}/mcp", server.base))
+        .bearer_auth(common::ADMIN_TOKEN)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .body("{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ")
@@ -229,6 +235,7 @@ async fn the_binary_serves_http_and_stops_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
         .args(["serve", "--http", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", &db.url)
+        .env("ARES_ADMIN_TOKEN", common::ADMIN_TOKEN)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -6,7 +6,6 @@ mod common;
 use ares::Ares;
 use ares::clock::ManualClock;
 use ares::enforcement::Policy;
-use ares::server::HttpOptions;
 use chrono::{Duration, Utc};
 use common::{HttpServer, Mcp, db::TestDatabase, scenarios::register};
 use serde_json::{Value, json};
@@ -32,7 +31,7 @@ async fn world(db: TestDatabase) -> World {
             .with_clock(Arc::new(clock.clone()))
             .with_policy(policy),
     );
-    let server = HttpServer::serving(ares, HttpOptions::default()).await;
+    let server = HttpServer::serving(ares, common::test_options()).await;
     let mcp = Mcp::http(&server.base).await;
     World {
         mcp,

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Backoff never waits longer than this.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the supervisor looks whether a connected server is still there.
+const LIVENESS_TICK: Duration = Duration::from_secs(1);
 /// Lines of a child's stderr kept to explain why it died.
 const STDERR_LINES: usize = 5;
 
@@ -203,13 +205,16 @@ impl Connection {
         }
     }
 
-    /// Keeps the connection up until `shutdown`: connects, pings every `ping_every`, and
-    /// reconnects with backoff after a failure.
+    /// Keeps the connection up until `shutdown`: connects, notices within a second when the
+    /// server exits, pings every `ping_every`, and reconnects with backoff after a failure.
     pub async fn supervise(self: Arc<Self>, ping_every: Duration, shutdown: CancellationToken) {
+        let mut next_ping = Instant::now() + ping_every;
         loop {
+            let now = Instant::now();
             let wait = match &*self.link.lock().await {
-                Link::Up(_) => ping_every,
-                Link::Down { retry_at, .. } => retry_at.saturating_duration_since(Instant::now()),
+                Link::Up(s) if !s.is_alive() => Duration::ZERO,
+                Link::Up(_) => next_ping.saturating_duration_since(now).min(LIVENESS_TICK),
+                Link::Down { retry_at, .. } => retry_at.saturating_duration_since(now),
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -221,12 +226,20 @@ impl Connection {
                 Link::Down { .. } => None,
             };
             match up {
-                Some(session) => self.ping(&session).await,
+                Some(session) if !session.is_alive() => {
+                    self.drop_session(&session, lost(&session), 0).await
+                }
+                Some(session) if Instant::now() >= next_ping => {
+                    self.ping(&session).await;
+                    next_ping = Instant::now() + ping_every;
+                }
+                Some(_) => {}
                 None => {
                     let mut link = self.link.lock().await;
                     if matches!(&*link, Link::Down { retry_at, .. } if *retry_at <= Instant::now())
+                        && self.connect_locked(&mut link).await.is_ok()
                     {
-                        let _ = self.connect_locked(&mut link).await;
+                        next_ping = Instant::now() + ping_every;
                     }
                 }
             }

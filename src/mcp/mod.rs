@@ -1,14 +1,17 @@
 //! The MCP face of ARES: one handler, served the same over stdio and streamable HTTP.
 
+pub mod access;
 pub mod errors;
 pub mod summaries;
 pub mod tools;
 pub mod wire;
 
+use crate::audit::{Actor, CallContext};
+use crate::auth::Caller;
 use crate::service::Ares;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -26,11 +29,23 @@ trusted.";
 #[derive(Clone)]
 pub struct AresServer {
     ares: Arc<Ares>,
+    /// Who this session's calls are recorded as in the audit log (the local user unless
+    /// authentication says otherwise).
+    actor: Actor,
 }
 
 impl AresServer {
     pub fn new(ares: Arc<Ares>) -> Self {
-        Self { ares }
+        Self {
+            ares,
+            actor: Actor::local(),
+        }
+    }
+
+    /// Records this session's calls as `actor`'s.
+    pub fn with_actor(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
     }
 }
 
@@ -60,11 +75,28 @@ impl ServerHandler for AresServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let span = tracing::info_span!("tool", name = %request.name);
+        let caller = caller_of(&context);
+        let span = tracing::info_span!("tool", name = %request.name, key = %caller.key_id);
         let started = std::time::Instant::now();
-        let result = tools::call(&self.ares, &request.name, request.arguments)
+        let mut arguments = request.arguments.unwrap_or_default();
+        if let Err(refusal) = access::check(&self.ares, &caller, &request.name, &mut arguments)
+            .instrument(span.clone())
+            .await
+        {
+            span.in_scope(|| tracing::info!(%refusal, "forbidden"));
+            return Ok(CallToolResult::error(vec![ContentBlock::text(refusal)]).into());
+        }
+        // What the audit log records of this call, should it change anything.
+        let actor = if caller.key_id == "local" {
+            self.actor.clone()
+        } else {
+            Actor::from(&caller)
+        };
+        let call = CallContext::for_call(actor, &request.name, Some(&arguments));
+        let dispatch = tools::call(&self.ares, &request.name, Some(arguments));
+        let result = crate::audit::context::scope(call, dispatch)
             .instrument(span.clone())
             .await;
         span.in_scope(|| match &result {
@@ -75,5 +107,19 @@ impl ServerHandler for AresServer {
             Err(e) => tracing::info!(code = ?e.code, message = %e.message, "invalid call"),
         });
         result.map(Into::into)
+    }
+}
+
+/// Who is calling: the key the HTTP gate put on the request, or — with no HTTP request at
+/// all, i.e. on stdio — the local user. An HTTP request without one is refused by the gate
+/// before it gets here; should one slip through, it gets no rights.
+fn caller_of(context: &RequestContext<RoleServer>) -> Caller {
+    match context.extensions.get::<axum::http::request::Parts>() {
+        None => Caller::local(),
+        Some(parts) => parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
+            key_id: "unauthenticated".into(),
+            role: crate::auth::Role::Agent,
+            agent_id: None,
+        }),
     }
 }

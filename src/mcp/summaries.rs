@@ -174,3 +174,84 @@ fn more(cursor: &Option<String>) -> &'static str {
         ""
     }
 }
+
+impl Summary for crate::service::audit::AuditLogPage {
+    fn summary(&self) -> String {
+        match (self.entries.first(), self.entries.last()) {
+            (Some(first), Some(last)) => format!(
+                "audit entries {} to {}{}",
+                first.seq,
+                last.seq,
+                if self.next_after.is_some() {
+                    "; more after"
+                } else {
+                    ""
+                }
+            ),
+            _ => "no audit entries".into(),
+        }
+    }
+}
+
+impl Summary for crate::service::audit::AuditVerification {
+    fn summary(&self) -> String {
+        let scope = format!(
+            "{} audit entries, {} evidence chain(s), {} checkpoint(s)",
+            self.entries, self.evidence_chains, self.checkpoint.checked
+        );
+        if self.intact {
+            return format!("intact: {scope}");
+        }
+        match &self.first_broken {
+            Some(b) => format!(
+                "NOT intact ({scope}): entry {} was {} — {}",
+                b.index,
+                b.reason.as_str(),
+                b.detail
+            ),
+            None => format!(
+                "NOT intact ({scope}): {} broken evidence chain(s), {} forged checkpoint(s)",
+                self.broken_evidence.len(),
+                self.checkpoint.forged
+            ),
+        }
+    }
+}
+
+impl Summary for crate::audit::Checkpoint {
+    fn summary(&self) -> String {
+        format!(
+            "checkpoint of {} audit entries (head {}) signed at {}",
+            self.length,
+            &self.head_hash[..12.min(self.head_hash.len())],
+            self.at.to_rfc3339()
+        )
+    }
+}
+
+impl Summary for crate::service::keys::CreatedApiKey {
+    fn summary(&self) -> String {
+        format!(
+            "{} key {} created; it is shown only now: {}",
+            self.api_key.role.as_str(),
+            self.api_key.id,
+            self.key
+        )
+    }
+}
+
+impl Summary for crate::service::keys::ApiKeyList {
+    fn summary(&self) -> String {
+        let revoked = self.keys.iter().filter(|k| k.is_revoked()).count();
+        format!("{} API key(s), {revoked} revoked", self.keys.len())
+    }
+}
+
+impl Summary for crate::auth::ApiKey {
+    fn summary(&self) -> String {
+        match self.revoked_at {
+            Some(at) => format!("API key {} revoked at {}", self.id, at.to_rfc3339()),
+            None => format!("API key {} ({})", self.id, self.role.as_str()),
+        }
+    }
+}

@@ -4,7 +4,8 @@
 
 use super::{errors, summaries::Summary, wire};
 use crate::service::{
-    Ares, agents::*, enforce::*, evidence::*, health::*, reliability::*, tasks::*, verify::*,
+    Ares, agents::*, enforce::*, evidence::*, health::*, keys::*, reliability::*, tasks::*,
+    verify::*,
 };
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};
 use rmcp::model::{CallToolResult, ContentBlock, ErrorData, JsonObject, Tool, ToolAnnotations};
@@ -129,4 +130,22 @@ tools! {
     "health", true, HealthCheck => Health,
         "ARES's health: the store and each downstream server, with status and latency.",
         |a, _p| ok(a.health().await);
+    "get_audit_log", true, crate::service::audit::GetAuditLog => crate::service::audit::AuditLogPage,
+        "The tamper-evident audit log, oldest first, a page at a time (pass `next_after` back as `after`): every change ARES committed — who (key, role, agent), which tool, the sha256 of its arguments, outcome, the agents and tasks touched, when — each entry hash-chained to the one before.",
+        |a, p| a.get_audit_log(p);
+    "verify_audit_log", true, crate::service::audit::VerifyAuditLog => crate::service::audit::AuditVerification,
+        "Walk the audit log's hash chain, check it against the checkpoints ARES signed (and, optionally, one you kept), and re-derive every task's evidence chain. Returns `intact`, the entry count, `first_broken` {index, id, reason: edited, removed, reordered or rewritten} and any broken evidence chains.",
+        |a, p| a.verify_audit_log(p);
+    "checkpoint_audit_log", false, crate::service::audit::CheckpointAuditLog => crate::audit::Checkpoint,
+        "Sign a checkpoint of the audit log now — its length and head hash, with ARES's ed25519 key — and return it. Keep it somewhere else: a later `verify_audit_log` with it detects a rewritten log.",
+        |a, _p| a.checkpoint_audit_log();
+    "create_api_key", false, CreateApiKey => CreatedApiKey,
+        "Admin only: mint an API key for the admin, agent (bound to one agent) or observer role. The key is shown once; ARES keeps only its hash.",
+        |a, p| a.create_api_key(p);
+    "list_api_keys", true, ListApiKeys => ApiKeyList,
+        "Admin only: every API key with its role, agent and whether it is revoked (never the secret).",
+        |a, p| a.list_api_keys(p);
+    "revoke_api_key", false, RevokeApiKey => crate::auth::ApiKey,
+        "Admin only: revoke an API key; requests with it are refused from then on.",
+        |a, p| a.revoke_api_key(p);
 }

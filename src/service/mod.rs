@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub mod agents;
+pub mod audit;
 pub mod enforce;
 pub mod evidence;
 pub mod health;
+pub mod keys;
 pub mod reliability;
 pub mod sweep;
 pub mod tasks;
@@ -33,6 +35,8 @@ pub struct Ares {
     pub policy: Policy,
     /// When this instance started, for `health`.
     started: Instant,
+    /// Signs checkpoints of the audit log; a key of its own unless given one.
+    pub audit_key: Arc<crate::audit::AuditKey>,
     /// The servers ground-truth criteria are checked through; None: such criteria are
     /// `unverifiable`.
     pub downstream: Option<Arc<crate::downstream::Downstream>>,
@@ -45,6 +49,7 @@ impl Ares {
             clock: Arc::new(SystemClock),
             policy: Policy::default(),
             started: Instant::now(),
+            audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
         }
     }
@@ -55,6 +60,12 @@ impl Ares {
         downstream: Option<Arc<crate::downstream::Downstream>>,
     ) -> Self {
         self.downstream = downstream;
+        self
+    }
+
+    /// Signs audit checkpoints with this key (see [`crate::audit::key`]).
+    pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Self {
+        self.audit_key = Arc::new(key);
         self
     }
 
@@ -72,8 +83,13 @@ impl Ares {
         self.clock.now()
     }
 
-    /// Commits one operation's changes atomically. Every service write goes through here.
-    pub(crate) async fn commit(&self, batch: WriteBatch) -> crate::store::StoreResult<()> {
+    /// Commits one operation's changes atomically. Every service write goes through here,
+    /// and every change but a reliability snapshot appends an audit entry to the same
+    /// transaction.
+    pub(crate) async fn commit(&self, mut batch: WriteBatch) -> crate::store::StoreResult<()> {
+        if let Some(entry) = crate::audit::context::draft(&batch, self.now()) {
+            batch.audit.push(entry);
+        }
         self.store.commit(batch).await
     }
 

@@ -3,6 +3,7 @@
 //! commits everything it changes as one atomic [`WriteBatch`].
 
 use crate::agents::{Agent, AgentStatus};
+use crate::audit::{AuditRecord, Checkpoint};
 use crate::enforcement::{ActionKind, EnforcementAction};
 use crate::evidence::Evidence;
 use crate::reliability::{Reliability, TaskCounts};
@@ -95,6 +96,11 @@ pub struct WriteBatch {
     pub reliability: Vec<Reliability>,
     /// A taken (scope, key) is `Duplicate("idempotency")`.
     pub idempotency: Vec<IdempotencyRecord>,
+    /// API keys, inserted or replaced by id.
+    pub api_keys: Vec<crate::auth::ApiKey>,
+    /// Appended to the audit log, in order; the store gives each its position and hash
+    /// at the head of the chain inside the commit's transaction.
+    pub audit: Vec<crate::audit::AuditDraft>,
 }
 
 impl WriteBatch {
@@ -107,6 +113,8 @@ impl WriteBatch {
             && self.task_snapshots.is_empty()
             && self.reliability.is_empty()
             && self.idempotency.is_empty()
+            && self.api_keys.is_empty()
+            && self.audit.is_empty()
     }
 }
 
@@ -161,6 +169,11 @@ pub trait Store: Send + Sync + 'static {
     /// Commits the batch in one transaction.
     async fn commit(&self, batch: WriteBatch) -> StoreResult<()>;
 
+    /// The API key with this id (revoked ones included).
+    async fn api_key(&self, id: &str) -> StoreResult<Option<crate::auth::ApiKey>>;
+    /// Every API key, oldest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<crate::auth::ApiKey>>;
+
     async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>>;
     async fn agent_by_name(&self, name: &str) -> StoreResult<Option<Agent>>;
     /// Agents in registration order.
@@ -210,6 +223,21 @@ pub trait Store: Send + Sync + 'static {
     async fn downstream_connections(&self) -> StoreResult<Vec<DownstreamConnection>>;
     /// Inserts or replaces the row named `connection.name`.
     async fn record_downstream(&self, connection: &DownstreamConnection) -> StoreResult<()>;
+
+    /// Audit entries after position `after` (from the start when None), oldest first, at
+    /// most `limit`. A row whose body cannot be read comes back with outcome `unreadable`,
+    /// which never matches its hash.
+    async fn audit_log(&self, after: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    /// The log's length and its last entry's hash (0 and 64 zeros when empty).
+    async fn audit_head(&self) -> StoreResult<(i64, String)>;
+    /// Stores a signed checkpoint of the audit log.
+    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+    /// Every stored checkpoint, oldest first.
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// The checkpoint stored last.
+    async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>>;
+    /// Ids of the tasks that have evidence, in id order, after `after`, at most `limit`.
+    async fn evidence_task_ids(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and

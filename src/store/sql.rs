@@ -14,6 +14,7 @@
 
 use super::{BACKEND, Backend, Db, MIGRATOR, unavailable_code};
 use crate::agents::Agent;
+use crate::audit::{AuditRecord, Checkpoint};
 use crate::enforcement::EnforcementAction;
 use crate::evidence::Evidence;
 use crate::reliability::{Reliability, TaskCounts};
@@ -32,6 +33,12 @@ use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use uuid::Uuid;
+
+// The audit log's statements, kept apart to keep this file readable.
+#[path = "audit_sql.rs"]
+mod audit_sql;
+#[path = "keys_sql.rs"]
+mod keys_sql;
 
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 type Tx = sqlx::Transaction<'static, Db>;
@@ -469,6 +476,7 @@ impl Backend {
         for agent in &batch.agents {
             self.write_agent(tx, agent).await?;
         }
+        self.write_api_keys(tx, &batch.api_keys).await?;
         for task in &batch.tasks {
             self.write_task(tx, task).await?;
         }
@@ -573,6 +581,9 @@ impl Backend {
             )
             .await?;
         }
+        // Last, so that on SQLite the transaction already holds the write lock when it
+        // reads the head of the chain.
+        self.append_audit(tx, &batch.audit).await?;
         Ok(())
     }
 }
@@ -634,6 +645,16 @@ impl Store for Backend {
         tx.commit()
             .await
             .map_err(|e| self.fail_write(e, OnUnique::Conflict, "commit"))
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, key_id = %id))]
+    async fn api_key(&self, id: &str) -> StoreResult<Option<crate::auth::ApiKey>> {
+        self.read_api_key(id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn list_api_keys(&self) -> StoreResult<Vec<crate::auth::ApiKey>> {
+        self.read_api_keys().await
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, agent_id = %id))]
@@ -960,6 +981,36 @@ impl Store for Backend {
                 format!("record downstream connection {}", connection.name),
             )
         })
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?after, limit))]
+    async fn audit_log(&self, after: Option<i64>, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        self.read_audit_log(after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn audit_head(&self) -> StoreResult<(i64, String)> {
+        self.read_audit_head().await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, length = checkpoint.length))]
+    async fn record_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
+        self.insert_checkpoint(checkpoint).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        self.read_checkpoints(false).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        Ok(self.read_checkpoints(true).await?.pop())
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?after, limit))]
+    async fn evidence_task_ids(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>> {
+        self.read_evidence_task_ids(after, limit).await
     }
 }
 

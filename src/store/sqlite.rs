@@ -23,6 +23,8 @@ type Db = sqlx::Sqlite;
 type Backend = SqliteStore;
 const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// None: commits already take turns on the single writer connection.
+const AUDIT_LOCK: Option<&str> = None;
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

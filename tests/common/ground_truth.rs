@@ -173,8 +173,9 @@ impl Servers {
     }
 
     /// A filesystem-role server (`scratch/slow_fs.mjs`) that answers `get_file_info` like the
-    /// real one, except that while `scratch/hang` exists it never answers. It writes its
-    /// pid to `scratch/slow.pid` and touches `scratch/called` on every call.
+    /// real one, except that while `scratch/hang` exists it never answers (and, started
+    /// then, never completes the handshake). It writes its pid to `scratch/slow.pid` and
+    /// touches `scratch/called` on every call.
     pub fn slow_filesystem(self, name: &str, ws: &Workspace) -> Servers {
         let script = ws.scratch.join("slow_fs.mjs");
         std::fs::write(&script, slow_server_source()).unwrap();
@@ -236,7 +237,8 @@ server.setRequestHandler(CallToolRequestSchema, async (request) => {{
     return {{ content: [{{ type: "text", text: `Error: ${{e.message}}` }}], isError: true }};
   }}
 }});
-await server.connect(new StdioServerTransport());
+if (fs.existsSync(path.join(scratch, "hang"))) setInterval(() => {{}}, 1 << 30);
+else await server.connect(new StdioServerTransport());
 "#,
         server = sdk("server/index.js"),
         stdio = sdk("server/stdio.js"),
@@ -347,6 +349,19 @@ pub async fn wait_for_file(path: &Path) {
         assert!(
             Instant::now() < deadline,
             "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (bounded) until `path` holds something other than `old`.
+pub async fn wait_for_change(path: &Path, old: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(path).unwrap_or_default() == old {
+        assert!(
+            Instant::now() < deadline,
+            "{} never changed",
             path.display()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

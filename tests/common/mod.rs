@@ -16,6 +16,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The bootstrap admin key every test HTTP server accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-not-a-secret";
+
 /// An MCP client session with helpers that turn each kind of answer into something a test
 /// can assert on.
 pub struct Mcp {
@@ -51,16 +54,20 @@ impl Mcp {
         Mcp { client }
     }
 
-    /// Connects over streamable HTTP with the initialize handshake (2025-11-25).
+    /// Connects over streamable HTTP as admin with the initialize handshake (2025-11-25).
     pub async fn http(base: &str) -> Mcp {
-        let transport = StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
-        let client = ().serve(transport).await.expect("initialize over HTTP");
+        Self::http_as(base, ADMIN_TOKEN).await
+    }
+
+    /// Connects over streamable HTTP with this API key.
+    pub async fn http_as(base: &str, key: &str) -> Mcp {
+        let client = ().serve(transport(base, key)).await.expect("initialize over HTTP");
         Mcp { client }
     }
 
     /// Connects over streamable HTTP with the per-request protocol (2026-07-28, no session).
     pub async fn http_per_request(base: &str) -> Mcp {
-        let transport = StreamableHttpClientTransport::from_uri(format!("{base}/mcp"));
+        let transport = transport(base, ADMIN_TOKEN);
         let client = ()
             .serve_with_lifecycle(
                 transport,
@@ -135,6 +142,15 @@ impl Mcp {
     }
 }
 
+fn transport(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            format!("{base}/mcp"),
+        )
+        .auth_header(key);
+    StreamableHttpClientTransport::with_client(reqwest::Client::new(), config)
+}
+
 pub fn text(result: &CallToolResult) -> String {
     result
         .content
@@ -142,6 +158,14 @@ pub fn text(result: &CallToolResult) -> String {
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Server options for tests: the defaults, with a rate limit no test hits by accident.
+pub fn test_options() -> HttpOptions {
+    HttpOptions {
+        rate_limit: 100_000,
+        ..HttpOptions::default()
+    }
 }
 
 /// An in-process HTTP server on an ephemeral port.
@@ -154,16 +178,22 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn start(url: &str) -> HttpServer {
-        Self::start_with(url, HttpOptions::default()).await
+        Self::start_with(url, test_options()).await
     }
 
-    pub async fn start_with(url: &str, options: HttpOptions) -> HttpServer {
+    pub async fn start_with(url: &str, mut options: HttpOptions) -> HttpServer {
+        if options.admin_token.is_none() {
+            options.admin_token = Some(ares::config::Secret::new(ADMIN_TOKEN));
+        }
         let store = ares::store::connect(url).await.expect("open store");
         let ares = Arc::new(Ares::new(store));
         Self::serving(ares, options).await
     }
 
-    pub async fn serving(ares: Arc<Ares>, options: HttpOptions) -> HttpServer {
+    pub async fn serving(ares: Arc<Ares>, mut options: HttpOptions) -> HttpServer {
+        if options.admin_token.is_none() {
+            options.admin_token = Some(ares::config::Secret::new(ADMIN_TOKEN));
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

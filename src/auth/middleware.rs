@@ -1,0 +1,181 @@
+//! The HTTP gate: every request to a protected route carries `Authorization: Bearer <key>`,
+//! checked before the body is read (a flood of bogus requests costs a header parse each),
+//! then rate-limited per key. The caller's identity rides in the request's extensions to
+//! the MCP handler.
+
+use super::{ApiKey, Caller, Role, parse, secret_matches, token_matches};
+use crate::store::Store;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a looked-up key is trusted before it is read again (a revocation made through
+/// another instance takes effect within this time; through this one, at once).
+const CACHE_TTL: Duration = Duration::from_secs(10);
+/// The most keys kept in the cache; beyond it the cache is cleared.
+const CACHE_MAX: usize = 10_000;
+
+/// How HTTP callers are authenticated.
+pub struct Gate {
+    store: Arc<dyn Store>,
+    /// ARES_ADMIN_TOKEN: a bootstrap admin key.
+    admin_token: Option<String>,
+    /// Explicitly disabled with `--no-auth`: every caller is an anonymous admin.
+    disabled: bool,
+    cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl Gate {
+    /// `per_second` requests per key, with bursts of twice that.
+    pub fn new(
+        store: Arc<dyn Store>,
+        admin_token: Option<String>,
+        disabled: bool,
+        per_second: u32,
+    ) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(per_second.max(1).saturating_mul(2)).expect("at least 1");
+        Self {
+            store,
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+            disabled,
+            cache: Mutex::new(HashMap::new()),
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+        }
+    }
+
+    /// Forgets a key at once (after revocation through this instance).
+    pub fn forget(&self, key_id: &str) {
+        self.cache.lock().expect("cache lock").remove(key_id);
+    }
+
+    /// Who the bearer token belongs to, or why it is refused.
+    async fn identify(&self, token: &str) -> Result<Caller, &'static str> {
+        if let Some(admin) = &self.admin_token
+            && token_matches(token, admin)
+        {
+            return Ok(Caller {
+                key_id: "admin-token".into(),
+                role: Role::Admin,
+                agent_id: None,
+            });
+        }
+        let (id, secret) = parse(token).ok_or("malformed key")?;
+        let key = self.lookup(id).await?;
+        if key.is_revoked() {
+            return Err("revoked key");
+        }
+        if !secret_matches(secret, &key.secret_hash) {
+            return Err("wrong key");
+        }
+        Ok(Caller {
+            key_id: key.id,
+            role: key.role,
+            agent_id: key.agent_id,
+        })
+    }
+
+    async fn lookup(&self, id: &str) -> Result<ApiKey, &'static str> {
+        if let Some((key, at)) = self.cache.lock().expect("cache lock").get(id)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(key.clone());
+        }
+        let key = match self.store.api_key(id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err("unknown key"),
+            Err(e) => {
+                tracing::warn!(error = %e, "key lookup failed");
+                return Err("keys cannot be checked right now");
+            }
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id.to_string(), (key.clone(), Instant::now()));
+        Ok(key)
+    }
+}
+
+/// The middleware: 401 with `WWW-Authenticate` without a valid key, 429 with `Retry-After`
+/// over the key's rate, otherwise the request goes on carrying its [`Caller`].
+pub async fn require_key(
+    State(gate): State<Arc<Gate>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if gate.disabled {
+        request.extensions_mut().insert(Caller {
+            key_id: "anonymous".into(),
+            role: Role::Admin,
+            agent_id: None,
+        });
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return unauthorized(None);
+    };
+    let caller = match gate.identify(token).await {
+        Ok(caller) => caller,
+        Err(why) => {
+            // The reason is logged for operators; the token never is.
+            tracing::info!(reason = why, "refused an HTTP request");
+            return unauthorized(Some(why));
+        }
+    };
+    if let Err(not_until) = gate.limiter.check_key(&caller.key_id) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit exceeded for key {}; retry in {secs} s\n",
+                caller.key_id
+            ),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return response;
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn unauthorized(why: Option<&'static str>) -> Response {
+    let challenge = match why {
+        None => r#"Bearer realm="ares""#.to_string(),
+        Some(why) => {
+            format!(r#"Bearer realm="ares", error="invalid_token", error_description="{why}""#)
+        }
+    };
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "an API key is required: send `Authorization: Bearer <key>` (see `ares key create`)\n",
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).expect("ASCII challenge"),
+    );
+    response
+}
