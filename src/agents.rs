@@ -201,8 +201,15 @@ pub fn validate_public_key(field: &str, key: &str) -> AresResult<String> {
             ),
         )
     })?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+    let key_point = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .map_err(|_| AresError::invalid(field, "expected a valid ed25519 public key"))?;
+    // A small-order point verifies signatures it never made: refuse it.
+    if key_point.is_weak() {
+        return Err(AresError::invalid(
+            field,
+            "expected a strong ed25519 public key (this one is a small-order point)",
+        ));
+    }
     Ok(key.trim().to_string())
 }
 
@@ -264,5 +271,11 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
         let b64 = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
         assert_eq!(validate_public_key("k", &b64).unwrap(), b64);
+        // The identity point (small order) decodes but must be refused.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = base64::engine::general_purpose::STANDARD.encode(identity);
+        let err = validate_public_key("k", &weak).unwrap_err().to_string();
+        assert!(err.contains("small-order"), "{err}");
     }
 }

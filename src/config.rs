@@ -24,6 +24,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
+    /// Make an ed25519 key pair for signing evidence (prints JSON: private_key, public_key).
+    Keygen,
+    /// Sign submit_evidence arguments (JSON from a file or stdin) with a private key.
+    Sign(crate::signing::SignArgs),
     /// Mint, list and revoke API keys for the HTTP transport.
     #[command(subcommand)]
     Key(crate::auth::cli::KeyCommand),
@@ -77,6 +81,9 @@ pub struct ServeArgs {
     /// line, where other users can see it).
     #[arg(long, env = "ARES_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    /// Require signed evidence from every agent, not only those with a public key.
+    #[arg(long, env = "ARES_REQUIRE_SIGNATURES")]
+    pub require_signatures: bool,
     /// Serve HTTP without authentication: every caller is an admin. For local experiments
     /// only; ARES logs a warning at start.
     #[arg(long, env = "ARES_NO_AUTH")]

@@ -34,6 +34,7 @@ pub mod reports;
 pub mod routing;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod store;
 pub mod tasks;
 pub mod verification;

@@ -45,6 +45,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Migrate(args)) => migrate(args).await,
         Some(Command::Key(command)) => ares::auth::cli::run(command).await,
+        Some(Command::Keygen) => {
+            println!("{}", ares::signing::keygen());
+            Ok(())
+        }
+        Some(Command::Sign(args)) => ares::signing::sign_command(args),
         Some(Command::Audit(command)) => ares::audit::cli::run(command).await,
         Some(Command::CodeChecker(args)) => ares::code_checker::serve_stdio(args).await,
         Some(Command::Serve(args)) => serve(args).await,
@@ -74,7 +79,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ares::new(store.clone())
             .with_downstream(downstream.clone())
             .with_policy(policy)
-            .with_audit_key(audit_key),
+            .with_audit_key(audit_key)
+            .require_signatures(args.require_signatures),
     );
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
     let every = args.audit.checkpoint_every();

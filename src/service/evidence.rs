@@ -126,6 +126,15 @@ impl Ares {
                         ),
                     ));
                 }
+                None if self.require_signatures => {
+                    return Err(AresError::invalid(
+                        "signature",
+                        format!(
+                            "this server requires signed evidence and agent {} has no public key; register one with update_agent",
+                            agent.name
+                        ),
+                    ));
+                }
                 None => false,
             };
             task.advance(TaskStatus::Submitted, now)?;

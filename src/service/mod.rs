@@ -35,6 +35,8 @@ pub struct Ares {
     pub policy: Policy,
     /// When this instance started, for `health`.
     started: Instant,
+    /// Every agent must sign its evidence (otherwise only agents with a public key).
+    pub require_signatures: bool,
     /// Signs checkpoints of the audit log; a key of its own unless given one.
     pub audit_key: Arc<crate::audit::AuditKey>,
     /// The servers ground-truth criteria are checked through; None: such criteria are
@@ -49,6 +51,7 @@ impl Ares {
             clock: Arc::new(SystemClock),
             policy: Policy::default(),
             started: Instant::now(),
+            require_signatures: false,
             audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
         }
@@ -66,6 +69,12 @@ impl Ares {
     /// Signs audit checkpoints with this key (see [`crate::audit::key`]).
     pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Self {
         self.audit_key = Arc::new(key);
+        self
+    }
+
+    /// Requires every agent to sign its evidence, not only agents with a public key.
+    pub fn require_signatures(mut self, required: bool) -> Self {
+        self.require_signatures = required;
         self
     }
 
