@@ -39,6 +39,15 @@ macro_rules! tools {
             )*]
         }
 
+        /// Decodes a tool's arguments without running it: what the fuzz target and the
+        /// bad-input property tests exercise.
+        pub fn decode_only(name: &str, args: &serde_json::Value) -> Result<(), ErrorData> {
+            match name {
+                $( $name => wire::decode::<$input>(args).map(|_| ()), )*
+                other => Err(ErrorData::invalid_params(format!("unknown tool `{}`", other.chars().take(100).collect::<String>()), None)),
+            }
+        }
+
         /// Decodes the arguments and runs the named tool.
         pub async fn call(ares: &Ares, name: &str, args: Option<JsonObject>) -> Result<CallToolResult, ErrorData> {
             let args = serde_json::Value::Object(args.unwrap_or_default());
