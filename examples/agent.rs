@@ -4,17 +4,22 @@
 //!
 //! ```text
 //! cargo build && cargo run --example agent                    # spawns target/…/ares over stdio
-//! cargo run --example agent -- --http http://127.0.0.1:8080/mcp  # talks to a running server
+//! ARES_API_KEY=… cargo run --example agent -- --http http://127.0.0.1:8080/mcp  # a running server
 //! ```
 //!
 //! Over stdio the example starts the ARES binary itself (`ARES_BIN`, or the `ares` built next
 //! to this example, or `target/release/ares` / `target/debug/ares`) with a throwaway SQLite
-//! database, so nothing is left behind.
+//! database, so nothing is left behind; stdio needs no key (the local user is the admin).
+//!
+//! Over HTTP every request carries `Authorization: Bearer $ARES_API_KEY`. The key needs the
+//! admin role, because the example registers an agent and creates a task: the server's
+//! `ARES_ADMIN_TOKEN`, or a key from `ares key create --role admin`.
 
 use anyhow::{Context, bail};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -34,8 +39,19 @@ async fn main() -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
     let client: Client = match &http {
         Some(url) => {
+            let key = std::env::var("ARES_API_KEY")
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .context(
+                    "set ARES_API_KEY to an admin API key (the server's ARES_ADMIN_TOKEN, or one from `ares key create --role admin`)",
+                )?;
             println!("connecting to {url}");
-            ().serve(StreamableHttpClientTransport::from_uri(url.as_str()))
+            // rmcp sends this as `Authorization: Bearer <key>` on every request.
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(key.trim());
+            let transport =
+                StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+            ().serve(transport)
                 .await
                 .with_context(|| format!("connecting to ARES at {url}"))?
         }

@@ -6,10 +6,15 @@ evidence, verifies it and prints the verdict and the agent's reliability score.
 
     pip install mcp
     python examples/python/lifecycle.py                          # spawns ares over stdio
-    python examples/python/lifecycle.py --http http://127.0.0.1:8080/mcp
+    ARES_API_KEY=... python examples/python/lifecycle.py --http http://127.0.0.1:8080/mcp
 
 Over stdio the script starts the ARES binary itself (--bin, or $ARES_BIN, or
-target/release/ares, or target/debug/ares) with a throwaway SQLite database.
+target/release/ares, or target/debug/ares) with a throwaway SQLite database; stdio needs
+no key (the local user is the admin).
+
+Over HTTP every request carries `Authorization: Bearer $ARES_API_KEY`. The key needs the
+admin role, because the script registers an agent and creates a task: the server's
+ARES_ADMIN_TOKEN, or a key from `ares key create --role admin`.
 """
 
 from __future__ import annotations
@@ -22,15 +27,10 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-
-try:  # mcp >= 2
-    from mcp.client.streamable_http import streamable_http_client as http_client
-except ImportError:  # mcp 1.x
-    from mcp.client.streamable_http import streamablehttp_client as http_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,6 +46,24 @@ def find_binary(explicit: str | None) -> str:
         if candidate and Path(candidate).is_file():
             return candidate
     sys.exit("no ares binary found: run `cargo build` first, or pass --bin / set ARES_BIN")
+
+
+@contextlib.asynccontextmanager
+async def http_streams(url: str, key: str) -> AsyncIterator[Any]:
+    """The streamable HTTP transport, sending `Authorization: Bearer <key>` on every request."""
+    headers = {"Authorization": f"Bearer {key}"}
+    try:  # newer SDKs: headers ride on the HTTP client the transport is given
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+    except ImportError:  # older mcp 1.x: the transport takes the headers itself
+        from mcp.client.streamable_http import streamablehttp_client
+
+        async with streamablehttp_client(url, headers=headers) as streams:
+            yield streams
+        return
+    async with create_mcp_http_client(headers=headers) as client:
+        async with streamable_http_client(url, http_client=client) as streams:
+            yield streams
 
 
 async def call(session: ClientSession, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +83,12 @@ async def call(session: ClientSession, name: str, arguments: dict[str, Any]) -> 
 
 
 async def lifecycle(session: ClientSession) -> None:
-    init = await session.initialize()
+    try:
+        init = await session.initialize()
+    except Exception as error:  # over HTTP, a missing or wrong key (401) surfaces here
+        raise Refused(
+            f"initialize failed: {error} (over HTTP: is ARES_API_KEY a valid key for this server?)"
+        ) from error
     server = getattr(init, "server_info", None) or getattr(init, "serverInfo", None)
     print(f"connected to {server.name} {server.version}")
 
@@ -146,8 +169,14 @@ async def main() -> None:
     args = parser.parse_args()
 
     if args.http:
+        key = os.environ.get("ARES_API_KEY", "").strip()
+        if not key:
+            sys.exit(
+                "set ARES_API_KEY to an admin API key (the server's ARES_ADMIN_TOKEN, "
+                "or one from `ares key create --role admin`)"
+            )
         print(f"connecting to {args.http}")
-        async with http_client(args.http) as streams:
+        async with http_streams(args.http, key) as streams:
             async with ClientSession(streams[0], streams[1]) as session:
                 await lifecycle(session)
         return
@@ -166,9 +195,27 @@ async def main() -> None:
                 await lifecycle(session)
 
 
+def explain(error: BaseException) -> str | None:
+    """Why ARES said no, looking through the SDK's exception groups: a refusal, or an HTTP
+    401 (missing or wrong key) or 429 (over the key's rate limit). None for anything else."""
+    if isinstance(error, Refused):
+        return str(error)
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 429):
+        return f"ARES answered HTTP {status}: {error} (check ARES_API_KEY)"
+    for inner in getattr(error, "exceptions", ()):
+        found = explain(inner)
+        if found is not None:
+            return found
+    return None
+
+
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(main())
-        except Refused as refused:
-            sys.exit(str(refused))
+        except Exception as error:
+            why = explain(error)
+            if why is None:
+                raise
+            sys.exit(why)
