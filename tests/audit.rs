@@ -496,6 +496,55 @@ async fn concurrent_mutating_calls_still_form_one_chain(db: &TestDatabase) {
     server.stop().await;
 }
 
+async fn callers_are_recorded_by_key_role_and_agent(db: &TestDatabase) {
+    let server = HttpServer::start(&db.url).await;
+    let admin = Mcp::http(&server.base).await;
+    let agent = scenarios::register(&admin, &["rust"]).await;
+    let created = admin
+        .call(
+            "create_api_key",
+            json!({ "role": "agent", "agent_id": agent["id"] }),
+        )
+        .await;
+    let key_id = created["api_key"]["id"].clone();
+    let task = scenarios::assigned_task(&admin, &agent["id"], &["rust"]).await;
+    let as_agent = Mcp::http_as(&server.base, created["key"].as_str().unwrap()).await;
+    as_agent
+        .call(
+            "start_task",
+            json!({ "task_id": task["id"], "agent_id": agent["id"] }),
+        )
+        .await;
+    let refusal = as_agent.refused("get_audit_log", json!({})).await;
+    assert!(refusal.contains("audit"), "{refusal}");
+
+    let log = audit_log(&admin).await;
+    let tools: Vec<&str> = log.iter().map(|e| e["tool"].as_str().unwrap()).collect();
+    assert_eq!(
+        tools,
+        [
+            "register_agent",
+            "create_api_key",
+            "create_task",
+            "assign_task",
+            "start_task"
+        ]
+    );
+    assert_eq!(
+        log[1]["actor"],
+        json!({ "key_id": "admin-token", "role": "admin", "agent_id": null, "label": "admin-token" })
+    );
+    assert_eq!(log[1]["agent_ids"], json!([agent["id"]]), "the key's agent");
+    assert_eq!(
+        log[4]["actor"],
+        json!({ "key_id": key_id, "role": "agent", "agent_id": agent["id"], "label": key_id })
+    );
+    assert_eq!(verify(&admin).await["intact"], true);
+    as_agent.close().await;
+    admin.close().await;
+    server.stop().await;
+}
+
 async fn the_cli_verifies_and_fails_on_tampering(db: &TestDatabase) {
     let key = AuditKey::generate();
     let mcp = ares_on(db, &key).await;
@@ -599,6 +648,7 @@ on_both!(
     a_checkpoint_signed_by_another_key_is_not_trusted,
     tampered_evidence_is_detected,
     concurrent_mutating_calls_still_form_one_chain,
+    callers_are_recorded_by_key_role_and_agent,
     the_cli_verifies_and_fails_on_tampering,
     an_exported_checkpoint_catches_a_rewrite_from_the_cli,
 );
@@ -643,7 +693,7 @@ async fn checkpoints_are_signed_periodically_as_the_log_grows() {
     let db = TestDatabase::sqlite().await;
     let store = ares::store::connect(&db.url).await.unwrap();
     let ares = Arc::new(ares::Ares::new(store));
-    let server = HttpServer::serving(ares.clone(), Default::default()).await;
+    let server = HttpServer::serving(ares.clone(), common::test_options()).await;
     let mcp = Mcp::http(&server.base).await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let timer = tokio::spawn(

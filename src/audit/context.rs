@@ -59,15 +59,15 @@ pub fn current() -> Option<CallContext> {
 
 /// The audit entry for `batch`: none when it changes nothing but reliability snapshots
 /// (which reads leave behind). Work outside any call is recorded as `system`/`internal`.
-pub fn draft(batch: &WriteBatch, at: DateTime<Utc>) -> Option<AuditDraft> {
-    let history_changes = !(batch.agents.is_empty()
-        && batch.tasks.is_empty()
-        && batch.evidence.is_empty()
-        && batch.verifications.is_empty()
-        && batch.actions.is_empty()
-        && batch.task_snapshots.is_empty()
-        && batch.idempotency.is_empty());
-    if !history_changes {
+pub fn draft(batch: &mut WriteBatch, at: DateTime<Utc>) -> Option<AuditDraft> {
+    // Whatever else a batch may come to carry counts as a change: only the snapshots (and
+    // entries already drafted) are set aside for the test.
+    let reliability = std::mem::take(&mut batch.reliability);
+    let drafted = std::mem::take(&mut batch.audit);
+    let changes = !batch.is_empty();
+    batch.reliability = reliability;
+    batch.audit = drafted;
+    if !changes {
         return None;
     }
     let call = current().unwrap_or_else(|| CallContext::system("internal"));
@@ -87,6 +87,11 @@ pub fn draft(batch: &WriteBatch, at: DateTime<Utc>) -> Option<AuditDraft> {
     batch.evidence.iter().for_each(|e| agent(e.agent_id));
     batch.verifications.iter().for_each(|v| agent(v.agent_id));
     batch.actions.iter().for_each(|a| agent(a.agent_id));
+    batch
+        .api_keys
+        .iter()
+        .filter_map(|k| k.agent_id)
+        .for_each(&mut agent);
     let mut task = |id: Uuid| {
         if !task_ids.contains(&id) {
             task_ids.push(id);
@@ -135,7 +140,7 @@ mod tests {
 
     #[test]
     fn reliability_snapshots_alone_leave_no_entry() {
-        let batch = WriteBatch {
+        let mut batch = WriteBatch {
             reliability: vec![crate::reliability::compute(
                 Uuid::nil(),
                 Default::default(),
@@ -145,7 +150,24 @@ mod tests {
             )],
             ..Default::default()
         };
-        assert_eq!(draft(&batch, Utc::now()), None);
-        assert_eq!(draft(&WriteBatch::default(), Utc::now()), None);
+        assert_eq!(draft(&mut batch, Utc::now()), None);
+        assert_eq!(
+            batch.reliability.len(),
+            1,
+            "the snapshot stays in the batch"
+        );
+        assert_eq!(draft(&mut WriteBatch::default(), Utc::now()), None);
+    }
+
+    #[test]
+    fn a_new_api_key_alone_is_a_change() {
+        let minted = crate::auth::mint(crate::auth::Role::Observer, None, None, Utc::now());
+        let mut batch = WriteBatch {
+            api_keys: vec![minted.key],
+            ..Default::default()
+        };
+        let entry = draft(&mut batch, Utc::now()).expect("key changes are audited");
+        assert_eq!(entry.actor, Actor::system());
+        assert_eq!(entry.tool, "internal");
     }
 }

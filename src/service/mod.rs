@@ -96,7 +96,7 @@ impl Ares {
     /// and every change but a reliability snapshot appends an audit entry to the same
     /// transaction.
     pub(crate) async fn commit(&self, mut batch: WriteBatch) -> crate::store::StoreResult<()> {
-        if let Some(entry) = crate::audit::context::draft(&batch, self.now()) {
+        if let Some(entry) = crate::audit::context::draft(&mut batch, self.now()) {
             batch.audit.push(entry);
         }
         self.store.commit(batch).await
