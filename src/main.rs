@@ -126,7 +126,9 @@ fn spawn_sweeper(ares: Arc<Ares>, secs: u64, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = ares.sweep().await {
+                    // Recorded in the audit log as ARES's own work.
+                    let context = ares::audit::CallContext::system("sweep");
+                    if let Err(e) = ares::audit::context::scope(context, ares.sweep()).await {
                         tracing::warn!(error = %e, "sweep failed; retrying next tick");
                     }
                 }
