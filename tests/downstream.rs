@@ -245,10 +245,11 @@ async fn a_server_killed_mid_call_is_unverifiable_and_the_next_verify_reconnects
     let db = TestDatabase::sqlite().await;
     let ws = Workspace::new();
     ws.write("a.txt", "a");
-    let hang = ws.scratch.join("hang");
-    std::fs::write(&hang, "").unwrap();
     let config = Servers::new().slow_filesystem("filesystem", &ws).write(&ws);
     let mcp = ares(&db.url, Some(&config), 30).await;
+    wait_for_health(&mcp, "filesystem", "ok").await;
+    let hang = ws.scratch.join("hang");
+    std::fs::write(&hang, "").unwrap();
 
     let criteria = json!([{ "type": "file_exists", "path": "a.txt" }]);
     let evidence = json!([{ "kind": "file", "path": "a.txt" }]);
@@ -406,5 +407,29 @@ async fn health_lists_every_downstream_server_on_postgres() {
     assert_result(&verdict, 0, "met", "filesystem/read_media_file", false);
     assert_result(&verdict, 1, "unmet", "filesystem/get_file_info", true);
     assert_eq!(verdict["discrepancies"], 1);
+    mcp.close().await;
+}
+
+#[tokio::test]
+async fn a_stdio_server_gets_a_minimal_environment_plus_its_own_env() {
+    let db = TestDatabase::sqlite().await;
+    let ws = Workspace::new();
+    let config = Servers::new()
+        .slow_filesystem("filesystem", &ws)
+        .set("filesystem", "env", json!({ "FROM_CONFIG": "yes" }))
+        .write(&ws);
+    let mcp = ares(&db.url, Some(&config), 20).await;
+    wait_for_health(&mcp, "filesystem", "ok").await;
+
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.scratch.join("env.json")).unwrap())
+            .unwrap();
+    assert_eq!(env["FROM_CONFIG"], "yes");
+    assert!(env["PATH"].is_string(), "{env}");
+    assert!(
+        env.get("DATABASE_URL").is_none(),
+        "ARES's secrets stay with ARES: {env}"
+    );
+    assert!(env.get("ARES_DOWNSTREAM").is_none(), "{env}");
     mcp.close().await;
 }

@@ -28,6 +28,10 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often the supervisor looks whether a connected server is still there.
 const LIVENESS_TICK: Duration = Duration::from_secs(1);
+/// The only variables of ARES's environment a stdio server inherits.
+const INHERITED_ENV: [&str; 10] = [
+    "HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ",
+];
 /// Lines of a child's stderr kept to explain why it died.
 const STDERR_LINES: usize = 5;
 
@@ -393,7 +397,15 @@ async fn open(config: &ServerConfig) -> anyhow::Result<Session> {
             cwd,
         } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
+            // A minimal environment plus the entry's `env`, as Claude Desktop and the MCP SDKs
+            // do: ARES's own secrets (DATABASE_URL, keys) are not handed to third parties.
+            cmd.args(args).env_clear();
+            for name in INHERITED_ENV {
+                if let Some(value) = std::env::var_os(name) {
+                    cmd.env(name, value);
+                }
+            }
+            cmd.envs(env);
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }

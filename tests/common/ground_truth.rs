@@ -174,8 +174,8 @@ impl Servers {
 
     /// A filesystem-role server (`scratch/slow_fs.mjs`) that answers `get_file_info` like the
     /// real one, except that while `scratch/hang` exists it never answers (and, started
-    /// then, never completes the handshake). It writes its pid to `scratch/slow.pid` and
-    /// touches `scratch/called` on every call.
+    /// then, never completes the handshake). It writes its pid to `scratch/slow.pid` and its
+    /// environment to `scratch/env.json`, and touches `scratch/called` on every call.
     pub fn slow_filesystem(self, name: &str, ws: &Workspace) -> Servers {
         let script = ws.scratch.join("slow_fs.mjs");
         std::fs::write(&script, slow_server_source()).unwrap();
@@ -222,6 +222,7 @@ import fs from "node:fs";
 import path from "node:path";
 const [root, scratch] = process.argv.slice(2);
 fs.writeFileSync(path.join(scratch, "slow.pid"), String(process.pid));
+fs.writeFileSync(path.join(scratch, "env.json"), JSON.stringify(process.env));
 const server = new Server({{ name: "slow-fs", version: "1.0.0" }}, {{ capabilities: {{ tools: {{}} }} }});
 server.setRequestHandler(ListToolsRequestSchema, async () => ({{ tools: [{{
   name: "get_file_info",
