@@ -433,3 +433,50 @@ async fn a_stdio_server_gets_a_minimal_environment_plus_its_own_env() {
     assert!(env.get("ARES_DOWNSTREAM").is_none(), "{env}");
     mcp.close().await;
 }
+
+#[test]
+fn the_readme_example_config_is_valid() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Ground truth: downstream servers")
+        .nth(1)
+        .expect("README has the ground-truth section");
+    let example = section
+        .split("```json")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section opens with a JSON example");
+    let config = ares::downstream::DownstreamConfig::parse(example, std::path::Path::new("/"))
+        .unwrap_or_else(|e| panic!("the README example does not parse: {e}"));
+    let roles = |role| {
+        config
+            .for_role(role)
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
+    use ares::downstream::Role;
+    assert_eq!(roles(Role::Filesystem), ["filesystem"]);
+    assert_eq!(roles(Role::CodeChecker), ["code_checker", "eslint"]);
+    assert_eq!(roles(Role::Playwright), ["playwright", "playwright_remote"]);
+}
+
+#[tokio::test]
+async fn a_bad_downstream_file_stops_ares_at_start_naming_the_server_and_field() {
+    let db = TestDatabase::sqlite().await;
+    let ws = Workspace::new();
+    let config = Servers::new()
+        .with("github", json!({ "command": "github-mcp" }))
+        .write(&ws);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("ARES_DOWNSTREAM", &config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server `github`: field `role`"), "{stderr}");
+}
