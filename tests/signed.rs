@@ -141,3 +141,39 @@ async fn a_server_that_requires_signatures_refuses_unsigned_evidence_from_any_ag
     );
     mcp.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_rotates_its_key_with_a_signature_of_the_old_one() {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let db = TestDatabase::sqlite().await;
+    let mcp = Mcp::stdio(&db.url).await;
+    let old = ares(&["keygen"], None, &[]).await;
+    let new = ares(&["keygen"], None, &[]).await;
+    let (agent, _) = signed_task(&mcp, old["public_key"].as_str().unwrap()).await;
+    let rotation = |signer: &Value, nonce: &str| {
+        let seed: [u8; 32] = b64
+            .decode(signer["private_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let timestamp = chrono::Utc::now().to_rfc3339();
+        let body = json!({ "agent_id": agent["id"], "new_public_key": new["public_key"], "nonce": nonce, "timestamp": timestamp });
+        let sig = key.sign(&serde_json_canonicalizer::to_vec(&body).unwrap());
+        json!({ "agent_id": agent["id"], "new_public_key": new["public_key"], "nonce": nonce, "timestamp": timestamp, "signature": b64.encode(sig.to_bytes()) })
+    };
+    // Signed by the new key: the old key did not authorise it.
+    let forged = mcp.invalid("rotate_agent_key", rotation(&new, "r-1")).await;
+    assert_eq!(forged.field.as_deref(), Some("signature"));
+    let rotated = mcp.call("rotate_agent_key", rotation(&old, "r-2")).await;
+    assert_eq!(rotated["public_key"], new["public_key"]);
+    let replay = mcp.invalid("rotate_agent_key", rotation(&old, "r-2")).await;
+    assert_eq!(
+        replay.field.as_deref(),
+        Some("signature"),
+        "the old key no longer authorises anything"
+    );
+    mcp.close().await;
+}

@@ -50,7 +50,9 @@ impl Permission {
             | "get_reliability"
             | "list_enforcement_actions"
             | "get_report" => Self::Read,
-            "start_task" | "submit_evidence" | "verify_task" => Self::ActAsAgent,
+            "start_task" | "submit_evidence" | "verify_task" | "rotate_agent_key" => {
+                Self::ActAsAgent
+            }
             "register_agent" | "update_agent" | "deregister_agent" => Self::ManageAgents,
             "create_task" | "assign_task" | "rollback_task" => Self::ManageTasks,
             "enforce" => Self::Enforce,

@@ -44,7 +44,9 @@ pub async fn check(
         "list_tasks" | "list_enforcement_actions" | "get_report" => {
             args.insert("agent_id".into(), Value::String(own.to_string()));
         }
-        "get_reliability" | "start_task" | "submit_evidence" if named_agent.is_none() => {
+        "get_reliability" | "start_task" | "submit_evidence" | "rotate_agent_key"
+            if named_agent.is_none() =>
+        {
             args.insert("agent_id".into(), Value::String(own.to_string()));
         }
         "get_agent" => {

@@ -93,6 +93,9 @@ tools! {
     "update_agent", false, UpdateAgent => crate::agents::Agent,
         "Change an agent's capabilities, configuration, public key or concurrent-task limit.",
         |a, p| a.update_agent(p);
+    "rotate_agent_key", false, RotateAgentKey => crate::agents::Agent,
+        "Rotate an agent's ed25519 key, authorised by a signature of its current key over {agent_id, new_public_key, nonce, timestamp}. Afterwards only the new key verifies new evidence.",
+        |a, p| a.rotate_agent_key(p);
     "deregister_agent", false, DeregisterAgent => Deregistered,
         "Deregister an agent. Its history stays; its open tasks return to `pending`.",
         |a, p| a.deregister_agent(p);

@@ -285,3 +285,80 @@ impl Ares {
         .await
     }
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateAgentKey {
+    pub agent_id: Uuid,
+    /// The new ed25519 public key, base64 of 32 bytes.
+    pub new_public_key: String,
+    /// A value never used before by this agent.
+    pub nonce: String,
+    /// When it was signed, RFC 3339, within 5 minutes of now.
+    pub timestamp: String,
+    /// Base64 ed25519 signature by the agent's CURRENT key over the RFC 8785 canonical JSON
+    /// of `{agent_id, new_public_key, nonce, timestamp}`.
+    pub signature: String,
+}
+
+impl Ares {
+    /// Key rotation authorised by the old key (admins can also set a key with
+    /// `update_agent`). From then on only the new key verifies new submissions.
+    #[tracing::instrument(skip_all, fields(agent_id = %req.agent_id))]
+    pub async fn rotate_agent_key(&self, req: RotateAgentKey) -> AresResult<Agent> {
+        let new_key = rules::validate_public_key("new_public_key", &req.new_public_key)?;
+        self.retrying(|| async {
+            let now = self.now();
+            let mut agent = self.agent(req.agent_id).await?;
+            agent.ensure_available(now)?;
+            let Some(old_key) = agent.public_key.clone() else {
+                return Err(AresError::refused(format!(
+                    "agent {} has no key to rotate; an admin sets the first one with update_agent",
+                    agent.name
+                )));
+            };
+            let signed_at = super::parse_time("timestamp", &req.timestamp)?;
+            if (now - signed_at).abs() > super::evidence::MAX_CLOCK_SKEW {
+                return Err(AresError::invalid(
+                    "timestamp",
+                    "expected a time within 5 minutes of the server's clock",
+                ));
+            }
+            let message = serde_json_canonicalizer::to_vec(&serde_json::json!({
+                "agent_id": req.agent_id,
+                "new_public_key": req.new_public_key,
+                "nonce": req.nonce,
+                "timestamp": req.timestamp,
+            }))
+            .map_err(|e| AresError::Internal(e.into()))?;
+            super::evidence::verify_signature(&old_key, &message, &req.signature)?;
+            let scope = format!("nonce:{}", agent.id);
+            if req.nonce.is_empty() || req.nonce.len() > 128 {
+                return Err(AresError::invalid("nonce", "expected 1-128 characters"));
+            }
+            if self.store.idempotency(&scope, &req.nonce).await?.is_some() {
+                return Err(AresError::invalid(
+                    "nonce",
+                    "this nonce was already used by this agent (replay refused)",
+                ));
+            }
+            agent.public_key = Some(new_key.clone());
+            agent.updated_at = now;
+            agent.version += 1;
+            let batch = WriteBatch {
+                agents: vec![agent.clone()],
+                idempotency: vec![crate::store::IdempotencyRecord {
+                    scope,
+                    key: req.nonce.clone(),
+                    fingerprint: String::new(),
+                    response: Value::Null,
+                    created_at: now,
+                }],
+                ..Default::default()
+            };
+            self.commit(batch).await?;
+            Ok(agent)
+        })
+        .await
+    }
+}
