@@ -145,7 +145,8 @@ async fn lint_clean_is_met_for_clean_code_and_unmet_with_the_problems_otherwise(
         json!([
             { "type": "lint_clean", "path": "src/clean.js" },
             { "type": "lint_clean", "path": "src/dirty.js" },
-            { "type": "lint_clean", "path": "src/missing.js" }
+            { "type": "lint_clean", "path": "src/missing.js" },
+            { "type": "lint_clean", "path": "src/../../outside.js" }
         ]),
         json!([{ "kind": "file", "path": "src/missing.js" }]),
     )
@@ -160,6 +161,11 @@ async fn lint_clean_is_met_for_clean_code_and_unmet_with_the_problems_otherwise(
         "{why}"
     );
     assert_result(&verdict, 2, "unmet", "eslint/lint-files", true);
+    assert_result(&verdict, 3, "unverifiable", "code_checker,eslint", false);
+    assert!(
+        detail(&verdict, 3).contains("outside `eslint`'s root"),
+        "{verdict:#}"
+    );
     mcp.close().await;
 }
 

@@ -128,6 +128,7 @@ impl Downstream {
     }
 
     /// Checks a ground-truth criterion through the servers of its role, in order.
+    #[tracing::instrument(skip_all, fields(criterion = criterion.type_name()))]
     pub async fn check(&self, criterion: &Criterion, items: &[EvidenceItem]) -> CriterionResult {
         let Some(role) = criterion.needs_role().and_then(Role::parse) else {
             return CriterionResult::new(

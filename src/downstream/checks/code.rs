@@ -7,7 +7,7 @@ use crate::evidence::EvidenceItem;
 use crate::verification::{Criterion, CriterionResult, CriterionStatus};
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 const RUN_TOOLS: [&str; 1] = ["run_command"];
@@ -95,17 +95,7 @@ pub(super) async fn lint_clean(
 ) -> Result<CriterionResult, Unavailable> {
     let tool = pick(conn, session, &LINT_TOOLS)?;
     // ESLint's server wants absolute paths; relative ones are taken from the server's root.
-    let absolute = if Path::new(path).is_absolute() {
-        path.to_string()
-    } else {
-        let root = conn.config.root.as_ref().ok_or_else(|| {
-            Unavailable::new(format!(
-                "`{tool}` needs an absolute path; give `{}` a `root` or `cwd` to resolve {path} against",
-                conn.name()
-            ))
-        })?;
-        root.join(path).display().to_string()
-    };
+    let absolute = lint_path(conn, tool, path)?;
     let answer = conn
         .call(session, tool, args(&[("filePaths", json!([absolute]))]))
         .await?;
@@ -154,6 +144,41 @@ pub(super) async fn lint_clean(
         )
     };
     Ok(verdict(conn, tool, criterion, status, detail))
+}
+
+/// The absolute path ESLint's server wants: relative paths are taken from the server's root,
+/// and with a root, nothing may point outside it (`..` is resolved lexically: the file lives
+/// on the server's side).
+fn lint_path(conn: &Connection, tool: &str, path: &str) -> Result<String, Unavailable> {
+    let Some(root) = conn.config.root.as_ref() else {
+        return if Path::new(path).is_absolute() {
+            Ok(path.to_string())
+        } else {
+            Err(Unavailable::new(format!(
+                "`{tool}` needs an absolute path; give `{}` a `root` or `cwd` to resolve {path} against",
+                conn.name()
+            )))
+        };
+    };
+    let mut resolved = PathBuf::new();
+    for part in root.join(path).components() {
+        match part {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::CurDir => {}
+            other => resolved.push(other),
+        }
+    }
+    if resolved.starts_with(root) {
+        Ok(resolved.display().to_string())
+    } else {
+        Err(Unavailable::new(format!(
+            "{path} is outside `{}`'s root {}",
+            conn.name(),
+            root.display()
+        )))
+    }
 }
 
 /// ESLint's per-file results: the text parts that parse as a result object.

@@ -19,7 +19,14 @@ pub(super) async fn page_contains(
     let read = pick(conn, session, &READ_PAGE_TOOLS)?;
     let navigate = pick(conn, session, &["browser_navigate"])?;
     // One browser tab: navigating and reading must not interleave with another check.
-    let _tab = conn.exclusive.lock().await;
+    let _tab = tokio::time::timeout(conn.timeout, conn.exclusive.lock())
+        .await
+        .map_err(|_| {
+            Unavailable::new(format!(
+                "the browser stayed busy with another page for {:.1} s",
+                conn.timeout.as_secs_f64()
+            ))
+        })?;
     let answer = conn
         .call(session, navigate, args(&[("url", json!(url))]))
         .await?;
