@@ -83,3 +83,68 @@ async fn a_page_that_cannot_load_is_unverifiable_with_the_reason() {
     assert_eq!(verdict["task_status"], "submitted");
     mcp.close().await;
 }
+
+#[tokio::test]
+async fn playwright_over_streamable_http_checks_pages_too() {
+    let db = TestDatabase::sqlite().await;
+    let ws = Workspace::new();
+    let page = Page::serve(RELEASE_PAGE).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new(node_bin("playwright-mcp"))
+        .args([
+            "--headless",
+            "--browser",
+            "chromium",
+            "--executable-path",
+            chromium(),
+        ])
+        .args([
+            "--isolated",
+            "--no-sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .current_dir(&ws.scratch)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "playwright never listened on {port}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Playwright only answers to the host name it printed.
+    let config = Servers::new()
+        .with(
+            "playwright",
+            json!({ "url": format!("http://localhost:{port}/mcp"), "headers": { "X-Requested-By": "ares-tests" } }),
+        )
+        .write(&ws);
+    let mcp = ares(&db.url, Some(&config), 60).await;
+
+    let verdict = verdict(
+        &mcp,
+        json!([{ "type": "page_contains", "url": page.url, "text": "twice as fast" }]),
+        json!([{ "kind": "log", "content": "released" }]),
+    )
+    .await;
+
+    assert_result(&verdict, 0, "met", "playwright/browser_evaluate", false);
+    wait_for_health(&mcp, "playwright", "ok").await;
+    mcp.close().await;
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
+}
