@@ -480,3 +480,28 @@ async fn a_bad_downstream_file_stops_ares_at_start_naming_the_server_and_field()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server `github`: field `role`"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_server_that_keeps_crashing_is_restarted_with_backoff_not_in_a_loop() {
+    let db = TestDatabase::sqlite().await;
+    let ws = Workspace::new();
+    std::fs::write(ws.scratch.join("die"), "").unwrap();
+    let config = Servers::new().slow_filesystem("filesystem", &ws).write(&ws);
+    let mcp = ares(&db.url, Some(&config), 20).await;
+
+    // Each session dies 0.1 s after its handshake and takes up to a second to notice.
+    // Restarting at once every time gives six starts in eight seconds; backing off
+    // (0, 0.5, 1, 2 s …) gives four.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let starts = std::fs::read_to_string(ws.scratch.join("starts.log"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!((2..=5).contains(&starts), "{starts} starts in 8 s");
+    let down = wait_for_health(&mcp, "filesystem", "down").await;
+    assert!(
+        down["error"].as_str().unwrap().contains("connection lost"),
+        "{down}"
+    );
+    mcp.close().await;
+}

@@ -16,6 +16,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use std::collections::{HashMap, VecDeque};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -26,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Backoff never waits longer than this.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A session that dies younger than this counts as a crash loop: its restarts back off.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often the supervisor looks whether a connected server is still there.
 const LIVENESS_TICK: Duration = Duration::from_secs(1);
 /// The only variables of ARES's environment a stdio server inherits.
@@ -42,6 +45,8 @@ pub struct Session {
     pub tools: Vec<String>,
     /// The child's last stderr lines (stdio servers), for error messages.
     stderr: Arc<StdMutex<VecDeque<String>>>,
+    /// When the handshake completed.
+    opened: Instant,
 }
 
 impl Session {
@@ -85,6 +90,8 @@ pub struct Connection {
     wake: Notify,
     /// Serialises multi-step operations (navigate, then read) on a stateful server.
     pub exclusive: Mutex<()>,
+    /// Sessions in a row that died young; a crash-looping server is restarted with backoff.
+    crashes: AtomicU32,
     /// Last successful ping and its latency, kept across status updates.
     pinged: StdMutex<(Option<chrono::DateTime<chrono::Utc>>, Option<f64>)>,
 }
@@ -128,6 +135,7 @@ impl Connection {
             }),
             wake: Notify::new(),
             exclusive: Mutex::new(()),
+            crashes: AtomicU32::new(0),
             pinged: StdMutex::new((None, None)),
         }
     }
@@ -318,7 +326,7 @@ impl Connection {
     }
 
     /// Marks `session` gone (if it is still the current one) and wakes the supervisor.
-    /// `failures` 0 retries at once (a crashed server usually restarts fine); more back off.
+    /// `failures` 0 is a crash: retried at once unless the server keeps dying young.
     async fn drop_session(&self, session: &Arc<Session>, reason: String, failures: u32) {
         let mut link = self.link.lock().await;
         if matches!(&*link, Link::Up(current) if Arc::ptr_eq(current, session)) {
@@ -326,9 +334,19 @@ impl Connection {
         }
     }
 
-    async fn set_down(&self, link: &mut Link, reason: String, failures: u32) {
+    async fn set_down(&self, link: &mut Link, reason: String, mut failures: u32) {
         if let Link::Up(session) = &*link {
             session.client.cancellation_token().cancel();
+            if failures == 0 {
+                // The first crash restarts at once; a server that keeps dying young backs off.
+                let crashes = if session.opened.elapsed() < STABLE_AFTER {
+                    self.crashes.fetch_add(1, Ordering::Relaxed) + 1
+                } else {
+                    self.crashes.store(1, Ordering::Relaxed);
+                    1
+                };
+                failures = crashes - 1;
+            }
         }
         tracing::warn!(server = %self.name(), %reason, failures, "downstream unavailable");
         *link = Link::Down {
@@ -469,6 +487,7 @@ async fn open(config: &ServerConfig) -> anyhow::Result<Session> {
         client,
         tools,
         stderr,
+        opened: Instant::now(),
     })
 }
 

@@ -174,8 +174,10 @@ impl Servers {
 
     /// A filesystem-role server (`scratch/slow_fs.mjs`) that answers `get_file_info` like the
     /// real one, except that while `scratch/hang` exists it never answers (and, started
-    /// then, never completes the handshake). It writes its pid to `scratch/slow.pid` and its
-    /// environment to `scratch/env.json`, and touches `scratch/called` on every call.
+    /// then, never completes the handshake); while `scratch/die` exists it exits 0.1 s after
+    /// the handshake. It writes its pid to `scratch/slow.pid` (and appends it to
+    /// `scratch/starts.log`), its environment to `scratch/env.json`, and touches
+    /// `scratch/called` on every call.
     pub fn slow_filesystem(self, name: &str, ws: &Workspace) -> Servers {
         let script = ws.scratch.join("slow_fs.mjs");
         std::fs::write(&script, slow_server_source()).unwrap();
@@ -223,6 +225,7 @@ import path from "node:path";
 const [root, scratch] = process.argv.slice(2);
 fs.writeFileSync(path.join(scratch, "slow.pid"), String(process.pid));
 fs.writeFileSync(path.join(scratch, "env.json"), JSON.stringify(process.env));
+fs.appendFileSync(path.join(scratch, "starts.log"), `${{process.pid}}\n`);
 const server = new Server({{ name: "slow-fs", version: "1.0.0" }}, {{ capabilities: {{ tools: {{}} }} }});
 server.setRequestHandler(ListToolsRequestSchema, async () => ({{ tools: [{{
   name: "get_file_info",
@@ -239,7 +242,10 @@ server.setRequestHandler(CallToolRequestSchema, async (request) => {{
   }}
 }});
 if (fs.existsSync(path.join(scratch, "hang"))) setInterval(() => {{}}, 1 << 30);
-else await server.connect(new StdioServerTransport());
+else {{
+  await server.connect(new StdioServerTransport());
+  if (fs.existsSync(path.join(scratch, "die"))) setTimeout(() => process.exit(1), 100);
+}}
 "#,
         server = sdk("server/index.js"),
         stdio = sdk("server/stdio.js"),
