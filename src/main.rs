@@ -1,6 +1,9 @@
 //! The `ares` binary: parses the command line, starts logging to stderr, opens the store and
 //! serves over stdio or HTTP until SIGINT/SIGTERM.
 #![forbid(unsafe_code)]
+// `run` holds every subcommand's future; together they pass the default query depth limit
+// in release builds ("queries overflow the depth limit" on the layout of `run`).
+#![recursion_limit = "256"]
 
 use ares::Ares;
 use ares::config::{Cli, Command, ServeArgs, StoreArgs};

@@ -204,8 +204,10 @@ fn decode(arguments: Option<rmcp::model::JsonObject>) -> Result<RunCommand, Erro
 pub async fn serve_stdio(args: CodeCheckerArgs) -> anyhow::Result<()> {
     let checker = CodeChecker::new(&args)?;
     tracing::info!(root = %checker.root.display(), allow = %checker.allow.describe(), "code checker serving MCP over stdio");
-    let running = checker.serve(rmcp::transport::io::stdio_pipes()).await?;
-    let quit = running.waiting().await?;
+    // Boxed so that `main`'s `run`, which holds every subcommand's future, stays shallow:
+    // rmcp's handshake future is deep.
+    let running = Box::pin(checker.serve(rmcp::transport::io::stdio_pipes())).await?;
+    let quit = Box::pin(running.waiting()).await?;
     tracing::info!(reason = ?quit, "code checker stopped");
     Ok(())
 }
