@@ -82,11 +82,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ARES_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
     /// Require signed evidence from every agent, not only those with a public key.
-    #[arg(long, env = "ARES_REQUIRE_SIGNATURES")]
+    #[arg(long, env = "ARES_REQUIRE_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub require_signatures: bool,
     /// Serve HTTP without authentication: every caller is an admin. For local experiments
     /// only; ARES logs a warning at start.
-    #[arg(long, env = "ARES_NO_AUTH")]
+    #[arg(long, env = "ARES_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub no_auth: bool,
     /// Requests per second each API key may make over HTTP (bursts of twice that); more
     /// get 429 with Retry-After.

@@ -44,19 +44,21 @@ fn init_logging() {
         .init();
 }
 
+/// Each command's future is boxed: side by side in one `match` their state machines nest
+/// deeply enough to overflow the compiler's layout query depth.
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::Migrate(args)) => migrate(args).await,
-        Some(Command::Key(command)) => ares::auth::cli::run(command).await,
+        Some(Command::Migrate(args)) => Box::pin(migrate(args)).await,
+        Some(Command::Key(command)) => Box::pin(ares::auth::cli::run(command)).await,
         Some(Command::Keygen) => {
             println!("{}", ares::signing::keygen());
             Ok(())
         }
         Some(Command::Sign(args)) => ares::signing::sign_command(args),
-        Some(Command::Audit(command)) => ares::audit::cli::run(command).await,
-        Some(Command::CodeChecker(args)) => ares::code_checker::serve_stdio(args).await,
-        Some(Command::Serve(args)) => serve(args).await,
-        None => serve(cli.serve).await,
+        Some(Command::Audit(command)) => Box::pin(ares::audit::cli::run(command)).await,
+        Some(Command::CodeChecker(args)) => Box::pin(ares::code_checker::serve_stdio(args)).await,
+        Some(Command::Serve(args)) => Box::pin(serve(args)).await,
+        None => Box::pin(serve(cli.serve)).await,
     }
 }
 
@@ -75,9 +77,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let policy = args.policy()?;
     let url = args.store.url()?;
     let audit_key = args.audit.key.load(&url, true)?;
-    let store = store::connect(&url).await?;
+    let store = Box::pin(store::connect(&url)).await?;
     tracing::info!(store = %redact_url(&url), backend = store.backend(), "store ready");
-    let downstream = args.downstream.start(store.clone()).await?;
+    let downstream = Box::pin(args.downstream.start(store.clone())).await?;
     let ares = Arc::new(
         Ares::new(store.clone())
             .with_downstream(downstream.clone())
@@ -87,7 +89,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
     let every = args.audit.checkpoint_every();
-    tokio::spawn(ares.clone().run_checkpoints(every, shutdown.clone()));
+    tokio::spawn(Box::pin(
+        ares.clone().run_checkpoints(every, shutdown.clone()),
+    ));
     let result = match args.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -106,13 +110,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 );
             }
             let app = server::router(ares, &options, shutdown.clone());
-            server::serve_http(listener, app, shutdown).await
+            Box::pin(server::serve_http(listener, app, shutdown.clone())).await
         }
         None => {
             tracing::info!("serving MCP over stdio");
-            server::serve_stdio(ares, shutdown).await
+            Box::pin(server::serve_stdio(ares, shutdown.clone())).await
         }
     };
+    // However serving ended (a signal, or stdin closed), stop the timers before the store.
+    shutdown.cancel();
     if let Some(downstream) = &downstream {
         downstream.shutdown();
     }

@@ -27,7 +27,15 @@ where
 {
     // The handshake waits for the client; a shutdown must be able to interrupt it too.
     let running = tokio::select! {
-        running = AresServer::new(ares).serve((read, write)) => running?,
+        running = AresServer::new(ares).serve((read, write)) => match running {
+            Ok(running) => running,
+            Err(e) => {
+                // The client went away before initializing (e.g. stdin closed): nothing to
+                // serve, not a failure of ARES.
+                tracing::info!(reason = %e, "the stdio client left before initializing");
+                return Ok(());
+            }
+        },
         () = shutdown.cancelled() => {
             tracing::info!("shut down before a client initialized");
             return Ok(());
@@ -110,6 +118,7 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
     );
     let gate = Arc::new(Gate::new(
         ares.store.clone(),
+        ares.key_cache.clone(),
         options.admin_token.as_ref().map(|t| t.expose().to_string()),
         options.no_auth,
         options.rate_limit,

@@ -19,7 +19,8 @@ pub enum TaskStatus {
     Rejected,
     Failed,
     Cancelled,
-    /// A task it depends on failed or was rejected.
+    /// Waiting on a dependency that failed, was cancelled or was rolled back; released to
+    /// `pending` when the dependency verifies again.
     Blocked,
     RolledBack,
 }

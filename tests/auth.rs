@@ -365,7 +365,8 @@ async fn running_without_auth_needs_the_flag_and_says_so_loudly() {
         .unwrap()
         .port();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
-        .args(["serve", "--no-auth", "--http", &format!("127.0.0.1:{port}")])
+        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .env("ARES_NO_AUTH", "1")
         .env("DATABASE_URL", &db.url)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -386,4 +387,31 @@ async fn running_without_auth_needs_the_flag_and_says_so_loudly() {
     let out = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("AUTHENTICATION IS DISABLED"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_at_once() {
+    let db = TestDatabase::sqlite().await;
+    let server = HttpServer::start(&db.url).await;
+    let admin = Mcp::http(&server.base).await;
+    let observer = key(&admin, "observer", None).await;
+    let bearer = format!("Bearer {observer}");
+    assert_eq!(
+        post(&server.base, Some(&bearer)).await.status(),
+        200,
+        "the key works and is cached"
+    );
+    let id = observer.split('_').nth(1).unwrap();
+    admin.call("revoke_api_key", json!({ "key_id": id })).await;
+    assert_eq!(
+        post(&server.base, Some(&bearer)).await.status(),
+        401,
+        "refused without waiting for the cache"
+    );
+    let again = admin
+        .refused("revoke_api_key", json!({ "key_id": id }))
+        .await;
+    assert!(again.contains("already revoked"), "{again}");
+    admin.close().await;
+    server.stop().await;
 }

@@ -188,6 +188,11 @@ async fn the_sweeper_reassigns_missed_deadlines_and_work_of_suspended_agents() {
         .call("get_task", json!({ "task_id": due["id"] }))
         .await;
     assert_eq!(moved["agent_id"], other["id"]);
+    let again = w.server.ares.sweep().await.unwrap();
+    assert!(
+        again.overdue.is_empty(),
+        "a task handed on after its deadline is not moved every sweep"
+    );
     let last = moved["history"].as_array().unwrap().last().unwrap().clone();
     assert!(
         last["reason"].as_str().unwrap().contains("deadline missed"),

@@ -22,6 +22,34 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 /// The most keys kept in the cache; beyond it the cache is cleared.
 const CACHE_MAX: usize = 10_000;
 
+/// Keys recently read from the store, so each request costs no query. Shared with the
+/// service, which forgets a key the moment it is revoked.
+#[derive(Default)]
+pub struct KeyCache(Mutex<HashMap<String, (ApiKey, Instant)>>);
+
+impl KeyCache {
+    fn get(&self, id: &str) -> Option<ApiKey> {
+        let cache = self.0.lock().expect("key cache lock");
+        cache
+            .get(id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn put(&self, key: ApiKey) {
+        let mut cache = self.0.lock().expect("key cache lock");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key.id.clone(), (key, Instant::now()));
+    }
+
+    /// Drops a key at once (after it was revoked).
+    pub fn forget(&self, id: &str) {
+        self.0.lock().expect("key cache lock").remove(id);
+    }
+}
+
 /// How HTTP callers are authenticated.
 pub struct Gate {
     store: Arc<dyn Store>,
@@ -29,7 +57,7 @@ pub struct Gate {
     admin_token: Option<String>,
     /// Explicitly disabled with `--no-auth`: every caller is an anonymous admin.
     disabled: bool,
-    cache: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    cache: Arc<KeyCache>,
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
@@ -37,6 +65,7 @@ impl Gate {
     /// `per_second` requests per key, with bursts of twice that.
     pub fn new(
         store: Arc<dyn Store>,
+        cache: Arc<KeyCache>,
         admin_token: Option<String>,
         disabled: bool,
         per_second: u32,
@@ -47,14 +76,9 @@ impl Gate {
             store,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             disabled,
-            cache: Mutex::new(HashMap::new()),
+            cache,
             limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
         }
-    }
-
-    /// Forgets a key at once (after revocation through this instance).
-    pub fn forget(&self, key_id: &str) {
-        self.cache.lock().expect("cache lock").remove(key_id);
     }
 
     /// Who the bearer token belongs to, or why it is refused.
@@ -84,10 +108,8 @@ impl Gate {
     }
 
     async fn lookup(&self, id: &str) -> Result<ApiKey, &'static str> {
-        if let Some((key, at)) = self.cache.lock().expect("cache lock").get(id)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(key.clone());
+        if let Some(key) = self.cache.get(id) {
+            return Ok(key);
         }
         let key = match self.store.api_key(id).await {
             Ok(Some(key)) => key,
@@ -97,11 +119,7 @@ impl Gate {
                 return Err("keys cannot be checked right now");
             }
         };
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(id.to_string(), (key.clone(), Instant::now()));
+        self.cache.put(key.clone());
         Ok(key)
     }
 }

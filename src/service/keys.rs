@@ -113,6 +113,7 @@ impl Ares {
             ..Default::default()
         };
         self.commit(batch).await?;
+        self.key_cache.forget(&key.id);
         Ok(public(key))
     }
 }

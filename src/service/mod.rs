@@ -37,6 +37,8 @@ pub struct Ares {
     started: Instant,
     /// Every agent must sign its evidence (otherwise only agents with a public key).
     pub require_signatures: bool,
+    /// API keys the HTTP gate has read recently; revocation empties the key's entry.
+    pub key_cache: Arc<crate::auth::middleware::KeyCache>,
     /// Signs checkpoints of the audit log; a key of its own unless given one.
     pub audit_key: Arc<crate::audit::AuditKey>,
     /// The servers ground-truth criteria are checked through; None: such criteria are
@@ -52,6 +54,7 @@ impl Ares {
             policy: Policy::default(),
             started: Instant::now(),
             require_signatures: false,
+            key_cache: Arc::default(),
             audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
         }

@@ -40,7 +40,12 @@ impl Ares {
         }
         for status in [TaskStatus::Assigned, TaskStatus::InProgress] {
             for task in self.tasks_in(status).await? {
-                if task.deadline.is_some_and(|d| d <= self.now()) {
+                // Only a holder that had the task before its deadline missed it; a task handed
+                // on after the deadline is not moved again every sweep.
+                let missed = task
+                    .deadline
+                    .is_some_and(|d| d <= self.now() && task.assigned_at.is_none_or(|a| a < d));
+                if missed {
                     if let Some(to) = self.reassign_overdue(task.id).await? {
                         report.overdue.push((task.id, to));
                     }
