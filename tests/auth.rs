@@ -300,26 +300,7 @@ async fn the_cli_mints_a_key_as_its_last_word_and_the_binary_honours_it() {
     let minted = stdout.split_whitespace().last().unwrap().to_string();
     assert!(minted.starts_with("ares_"), "{stdout}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &db.url)
-        .env_remove("ARES_ADMIN_TOKEN")
-        .env("ARES_LOG", "debug")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/health")).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (child, base) = common::spawn_http(&db.url, &[("ARES_LOG", "debug")]).await;
     assert_eq!(post(&base, None).await.status(), 401);
     let wrong = format!("Bearer {}x", &minted[..minted.len() - 1]);
     assert_eq!(post(&base, Some(&wrong)).await.status(), 401);
@@ -345,13 +326,8 @@ async fn the_cli_mints_a_key_as_its_last_word_and_the_binary_honours_it() {
         "secrets are never listed"
     );
 
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs = String::from_utf8_lossy(&out.stderr);
+    let (code, logs) = common::terminate(child).await;
+    assert_eq!(code, Some(0));
     let secret = minted.split('_').nth(2).unwrap();
     assert!(!logs.contains(secret), "secrets never reach the logs");
 }
@@ -359,33 +335,10 @@ async fn the_cli_mints_a_key_as_its_last_word_and_the_binary_honours_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_without_auth_needs_the_flag_and_says_so_loudly() {
     let db = TestDatabase::sqlite().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
-        .env("ARES_NO_AUTH", "1")
-        .env("DATABASE_URL", &db.url)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/health")).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (child, base) = common::spawn_http(&db.url, &[("ARES_NO_AUTH", "1")]).await;
     assert_eq!(post(&base, None).await.status(), 200);
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    let logs = String::from_utf8_lossy(&out.stderr);
+    let (code, logs) = common::terminate(child).await;
+    assert_eq!(code, Some(0));
     assert!(logs.contains("AUTHENTICATION IS DISABLED"), "{logs}");
 }
 

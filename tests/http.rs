@@ -228,41 +228,13 @@ async fn broken_json_gets_a_parse_error_not_a_crash() {
 #[tokio::test]
 async fn the_binary_serves_http_and_stops_on_sigterm() {
     let db = TestDatabase::sqlite().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}")])
-        .env("DATABASE_URL", &db.url)
-        .env("ARES_ADMIN_TOKEN", common::ADMIN_TOKEN)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..100 {
-        if let Ok(r) = client().get(format!("{base}/health")).send().await {
-            up = r.status() == 200;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "the binary answers /health");
+    let (child, base) =
+        common::spawn_http(&db.url, &[("ARES_ADMIN_TOKEN", common::ADMIN_TOKEN)]).await;
+    let health = client().get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "the binary answers /health");
     let mcp = Mcp::http(&base).await;
     scenarios::full_lifecycle(&mcp).await;
     mcp.close().await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let (code, _) = common::terminate(child).await;
+    assert_eq!(code, Some(0), "graceful shutdown exits 0");
 }

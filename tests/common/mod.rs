@@ -217,3 +217,48 @@ impl HttpServer {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
     }
 }
+
+/// Starts the built binary as `ares serve --http` on a free loopback port with `env`, and
+/// waits (bounded) until it answers `/health`. Returns the child (stderr piped) and the base
+/// URL.
+pub async fn spawn_http(db_url: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"));
+    cmd.args(["serve", "--http", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", db_url)
+        .env_remove("ARES_ADMIN_TOKEN")
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if reqwest::get(format!("{base}/health")).await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("ares serve --http never answered /health at {base}");
+}
+
+/// Sends SIGTERM and returns what the process wrote to stderr and its exit code.
+pub async fn terminate(child: tokio::process::Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("exits promptly after SIGTERM")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
