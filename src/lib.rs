@@ -27,6 +27,7 @@ pub mod config;
 pub mod downstream;
 pub mod enforcement;
 pub mod error;
+pub mod events;
 pub mod evidence;
 pub mod mcp;
 pub mod reliability;

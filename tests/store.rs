@@ -1361,6 +1361,116 @@ async fn a_closed_store_is_unavailable(db: &TestDatabase) {
     store.commit(WriteBatch::default()).await.unwrap();
 }
 
+fn event(agent: &Agent, event_type: &str, at: DateTime<Utc>) -> ares::events::Event {
+    ares::events::Event {
+        event_id: Uuid::now_v7(),
+        event_type: event_type.to_string(),
+        timestamp: at,
+        agent_id: Some(agent.id),
+        task_id: None,
+        data: json!({"name": agent.name, "n": [1, 2.5]}),
+        metadata: ares::events::EventMetadata {
+            correlation_id: Uuid::now_v7(),
+            source: "test".into(),
+        },
+    }
+}
+
+async fn events_are_stored_with_their_batch_in_order(db: &TestDatabase) {
+    let store = open(db).await;
+    let a = agent("eventful", &["rust"]);
+    let t0 = now() - Duration::hours(2);
+    let first = event(&a, "agent.registered", t0);
+    let second = event(&a, "enforcement.warning", t0 + Duration::minutes(1));
+    commit(
+        &store,
+        WriteBatch {
+            agents: vec![a.clone()],
+            events: vec![first.clone(), second.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = store.events_after(None, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        vec![first.clone(), second.clone()]
+    );
+    let after_first = store.events_after(Some(all[0].0), 100).await.unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].1, second);
+    let latest = store.latest_events(1).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].1, second);
+
+    // A batch that fails writes none of its events.
+    let taken = agent("eventful", &[]);
+    let lost = event(&taken, "agent.registered", now());
+    let refused = store
+        .commit(WriteBatch {
+            agents: vec![taken],
+            events: vec![lost],
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate(_))), "{refused:?}");
+    assert_eq!(store.events_after(None, 100).await.unwrap().len(), 2);
+}
+
+async fn reliability_history_and_pruning(db: &TestDatabase) {
+    let store = open(db).await;
+    let a = agent("historic", &["rust"]);
+    add_agents(&store, std::slice::from_ref(&a)).await;
+    let start = now() - Duration::days(3);
+    let snapshots: Vec<Reliability> = (0..5)
+        .map(|i| Reliability {
+            window: Window::All,
+            reliability_score: 0.1 * f64::from(i),
+            computed_at: start + Duration::days(i.into()) / 2,
+            ..reliability(&a)
+        })
+        .collect();
+    commit(
+        &store,
+        WriteBatch {
+            reliability: snapshots.clone(),
+            events: vec![
+                event(&a, "agent.updated", start),
+                event(&a, "agent.updated", now()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let day = store
+        .reliability_history(a.id, Window::Day, start, 100)
+        .await
+        .unwrap();
+    assert!(day.is_empty(), "only the asked window: {day:?}");
+    let all = store
+        .reliability_history(a.id, Window::All, start, 100)
+        .await
+        .unwrap();
+    assert_eq!(all, snapshots, "oldest first");
+    let newest_two = store
+        .reliability_history(a.id, Window::All, start, 2)
+        .await
+        .unwrap();
+    assert_eq!(newest_two, snapshots[3..].to_vec());
+
+    let cut = start + Duration::days(1);
+    let (events, pruned) = store.prune(cut, cut).await.unwrap();
+    assert_eq!((events, pruned), (1, 2));
+    let left = store
+        .reliability_history(a.id, Window::All, start, 100)
+        .await
+        .unwrap();
+    assert_eq!(left, snapshots[2..].to_vec());
+    assert_eq!(store.events_after(None, 100).await.unwrap().len(), 1);
+    let usage = store.pool_usage();
+    assert!(usage.max >= 1 && usage.open <= usage.max, "{usage:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Instantiation on both backends
 // ---------------------------------------------------------------------------------------
@@ -1410,6 +1520,8 @@ macro_rules! suite {
                 an_unreadable_body_is_internal_and_names_the_row,
                 evidence_for_an_unknown_task_is_refused,
                 a_closed_store_is_unavailable,
+                events_are_stored_with_their_batch_in_order,
+                reliability_history_and_pruning,
             );
         )*
     };

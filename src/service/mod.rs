@@ -44,6 +44,8 @@ pub struct Ares {
     /// The servers ground-truth criteria are checked through; None: such criteria are
     /// `unverifiable`.
     pub downstream: Option<Arc<crate::downstream::Downstream>>,
+    /// Where committed changes are announced (resource subscribers, the dashboard).
+    pub events: crate::events::EventBus,
 }
 
 impl Ares {
@@ -57,6 +59,7 @@ impl Ares {
             key_cache: Arc::default(),
             audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
+            events: crate::events::EventBus::default(),
         }
     }
 
@@ -97,12 +100,20 @@ impl Ares {
 
     /// Commits one operation's changes atomically. Every service write goes through here,
     /// and every change but a reliability snapshot appends an audit entry to the same
-    /// transaction.
+    /// transaction. The change's events are stored with it and published once it is
+    /// durable.
     pub(crate) async fn commit(&self, mut batch: WriteBatch) -> crate::store::StoreResult<()> {
-        if let Some(entry) = crate::audit::context::draft(&mut batch, self.now()) {
+        let now = self.now();
+        if let Some(entry) = crate::audit::context::draft(&mut batch, now) {
+            batch.events = crate::events::derive(&batch, now, entry.id, &entry.tool);
             batch.audit.push(entry);
         }
-        self.store.commit(batch).await
+        let events = batch.events.clone();
+        self.store.commit(batch).await?;
+        for event in events {
+            self.events.publish(Arc::new(event));
+        }
+        Ok(())
     }
 
     /// Runs `op` again when a concurrent call changed the same record first, so callers

@@ -101,6 +101,8 @@ pub struct WriteBatch {
     /// Appended to the audit log, in order; the store gives each its position and hash
     /// at the head of the chain inside the commit's transaction.
     pub audit: Vec<crate::audit::AuditDraft>,
+    /// What this batch's change tells listeners; stored with it, published after it.
+    pub events: Vec<crate::events::Event>,
 }
 
 impl WriteBatch {
@@ -115,7 +117,16 @@ impl WriteBatch {
             && self.idempotency.is_empty()
             && self.api_keys.is_empty()
             && self.audit.is_empty()
+            && self.events.is_empty()
     }
+}
+
+/// How busy the store's connection pools are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PoolUsage {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// Where a page of a list starts, and how long it is.
@@ -165,6 +176,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool, waiting for in-flight work.
     async fn close(&self);
+    /// Connections open, idle and allowed, over all of the store's pools.
+    fn pool_usage(&self) -> PoolUsage;
 
     /// Commits the batch in one transaction.
     async fn commit(&self, batch: WriteBatch) -> StoreResult<()>;
@@ -238,6 +251,32 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_checkpoint(&self) -> StoreResult<Option<Checkpoint>>;
     /// Ids of the tasks that have evidence, in id order, after `after`, at most `limit`.
     async fn evidence_task_ids(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>>;
+
+    /// Stored events after position `after` (from the start when None), oldest first, at
+    /// most `limit`, each with its position.
+    async fn events_after(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, crate::events::Event)>>;
+    /// The newest `limit` events, oldest first, each with its position.
+    async fn latest_events(&self, limit: i64) -> StoreResult<Vec<(i64, crate::events::Event)>>;
+    /// An agent's reliability snapshots for `window` since `since`, oldest first, at most
+    /// `limit` (the newest ones when there are more).
+    async fn reliability_history(
+        &self,
+        agent_id: Uuid,
+        window: crate::reliability::Window,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Reliability>>;
+    /// Deletes events and reliability snapshots older than the given times; returns how
+    /// many of each went. Evidence, verdicts, actions and the audit log are never pruned.
+    async fn prune(
+        &self,
+        events_before: DateTime<Utc>,
+        snapshots_before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) and

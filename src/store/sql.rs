@@ -37,6 +37,8 @@ use uuid::Uuid;
 // The audit log's statements, kept apart to keep this file readable.
 #[path = "audit_sql.rs"]
 mod audit_sql;
+#[path = "events_sql.rs"]
+mod events_sql;
 #[path = "keys_sql.rs"]
 mod keys_sql;
 
@@ -584,6 +586,7 @@ impl Backend {
         // Last, so that on SQLite the transaction already holds the write lock when it
         // reads the head of the chain.
         self.append_audit(tx, &batch.audit).await?;
+        self.write_events(tx, &batch.events).await?;
         Ok(())
     }
 }
@@ -619,6 +622,20 @@ impl Store for Backend {
     async fn close(&self) {
         self.writer().close().await;
         self.reader().close().await;
+    }
+
+    fn pool_usage(&self) -> crate::store::PoolUsage {
+        let mut pools = vec![self.writer()];
+        if !std::ptr::eq(self.reader(), self.writer()) {
+            pools.push(self.reader());
+        }
+        pools
+            .into_iter()
+            .fold(crate::store::PoolUsage::default(), |usage, pool| crate::store::PoolUsage {
+                open: usage.open + pool.size(),
+                idle: usage.idle + pool.num_idle() as u32,
+                max: usage.max + pool.options().get_max_connections(),
+            })
     }
 
     #[tracing::instrument(skip_all, fields(
@@ -1011,6 +1028,41 @@ impl Store for Backend {
     #[tracing::instrument(skip_all, fields(backend = BACKEND, ?after, limit))]
     async fn evidence_task_ids(&self, after: Option<Uuid>, limit: i64) -> StoreResult<Vec<Uuid>> {
         self.read_evidence_task_ids(after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, ?after, limit))]
+    async fn events_after(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, crate::events::Event)>> {
+        self.read_events_after(after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, limit))]
+    async fn latest_events(&self, limit: i64) -> StoreResult<Vec<(i64, crate::events::Event)>> {
+        self.read_latest_events(limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?window))]
+    async fn reliability_history(
+        &self,
+        agent_id: Uuid,
+        window: crate::reliability::Window,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Reliability>> {
+        self.read_reliability_history(agent_id, window, since, limit)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %events_before, %snapshots_before))]
+    async fn prune(
+        &self,
+        events_before: DateTime<Utc>,
+        snapshots_before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        self.delete_before(events_before, snapshots_before).await
     }
 }
 

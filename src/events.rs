@@ -1,0 +1,203 @@
+//! The event stream: what changed, told to whoever listens — MCP resource subscribers, the
+//! dashboard's live feed, the metrics.
+//!
+//! Events are derived from each committed [`WriteBatch`] (one place, so no operation can
+//! forget to publish), stored in the same transaction as the change they describe (so an
+//! acknowledged change always has its event, even across a crash), and then published on
+//! an in-process bus. Every event carries a unique `event_id`; consumers that may see one
+//! twice (a replay after restart, a second instance) deduplicate by it.
+
+use crate::agents::Agent;
+use crate::store::WriteBatch;
+use crate::tasks::Task;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// One thing that happened, in the shape every feed uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Event {
+    pub event_id: Uuid,
+    /// `agent.registered`, `agent.updated`, `task.created`, `task.updated`,
+    /// `evidence.submitted`, `verification.completed`, `enforcement.<action>`.
+    pub event_type: String,
+    pub timestamp: DateTime<Utc>,
+    pub agent_id: Option<Uuid>,
+    pub task_id: Option<Uuid>,
+    pub data: Value,
+    pub metadata: EventMetadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EventMetadata {
+    /// Shared by every event one call caused; also the id of that call's audit entry.
+    pub correlation_id: Uuid,
+    /// The tool (or timer) that caused it.
+    pub source: String,
+}
+
+impl Event {
+    /// The MCP resources whose contents this event changes.
+    pub fn resources(&self) -> Vec<String> {
+        let mut uris = Vec::new();
+        let family = self.event_type.split('.').next().unwrap_or_default();
+        if let Some(agent) = self.agent_id {
+            uris.push(format!("ares://agents/{agent}"));
+        }
+        if let Some(task) = self.task_id {
+            uris.push(format!("ares://tasks/{task}"));
+        }
+        match family {
+            "agent" => uris.push("ares://agents".into()),
+            "enforcement" => {
+                uris.push("ares://enforcement/actions".into());
+                uris.push("ares://agents".into());
+            }
+            "verification" => uris.push("ares://reports/reliability".into()),
+            _ => {}
+        }
+        uris.push("ares://system/metrics".into());
+        uris
+    }
+}
+
+/// Derives the events a batch's commit causes. `correlation_id` ties them to one call.
+pub fn derive(
+    batch: &WriteBatch,
+    at: DateTime<Utc>,
+    correlation_id: Uuid,
+    source: &str,
+) -> Vec<Event> {
+    let metadata = EventMetadata {
+        correlation_id,
+        source: source.to_string(),
+    };
+    let event = |event_type: String, agent_id, task_id, data| Event {
+        event_id: Uuid::now_v7(),
+        event_type,
+        timestamp: at,
+        agent_id,
+        task_id,
+        data,
+        metadata: metadata.clone(),
+    };
+    let mut events = Vec::new();
+    for agent in &batch.agents {
+        let kind = if agent.version == 1 {
+            "agent.registered"
+        } else {
+            "agent.updated"
+        };
+        events.push(event(kind.into(), Some(agent.id), None, agent_data(agent)));
+    }
+    for task in &batch.tasks {
+        let kind = if task.version == 1 {
+            "task.created"
+        } else {
+            "task.updated"
+        };
+        events.push(event(kind.into(), task.agent_id, Some(task.id), task_data(task)));
+    }
+    for e in &batch.evidence {
+        events.push(event(
+            "evidence.submitted".into(),
+            Some(e.agent_id),
+            Some(e.task_id),
+            json!({
+                "evidence_id": e.id,
+                "chain_index": e.chain_index,
+                "items": e.items.len(),
+                "content_digest": e.content_digest,
+            }),
+        ));
+    }
+    for v in &batch.verifications {
+        events.push(event(
+            "verification.completed".into(),
+            Some(v.agent_id),
+            Some(v.task_id),
+            json!({
+                "verification_id": v.id,
+                "success": v.success,
+                "outcome": v.outcome,
+                "quality_score": v.quality_score,
+                "discrepancies": v.discrepancies,
+            }),
+        ));
+    }
+    for a in &batch.actions {
+        events.push(event(
+            format!("enforcement.{}", a.action.as_str()),
+            Some(a.agent_id),
+            None,
+            json!({
+                "action_id": a.id,
+                "action": a.action,
+                "reason": a.reason,
+                "triggered_by": a.triggered_by,
+                "metrics": a.metrics,
+                "details": a.details,
+                "expires_at": a.expires_at,
+            }),
+        ));
+    }
+    events
+}
+
+fn agent_data(agent: &Agent) -> Value {
+    json!({
+        "name": agent.name,
+        "status": agent.status,
+        "reliability_score": agent.reliability_score,
+        "throttle_limit": agent.throttle_limit,
+        "suspended_until": agent.suspended_until,
+        "on_probation": agent.on_probation,
+        "version": agent.version,
+    })
+}
+
+fn task_data(task: &Task) -> Value {
+    json!({
+        "status": task.status,
+        "agent_id": task.agent_id,
+        "priority": task.priority,
+        "version": task.version,
+    })
+}
+
+/// The in-process bus. Slow listeners lose the oldest events (and are told how many), so
+/// one stalled subscriber never holds back a commit.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl EventBus {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity).0,
+        }
+    }
+
+    /// Tells every current listener; nobody listening is fine.
+    pub fn publish(&self, event: Arc<Event>) {
+        let _ = self.sender.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+
+    pub fn listeners(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}

@@ -1,0 +1,119 @@
+//! Events, reliability history and retention: SQL shared by both backends like the rest of
+//! `sql.rs`. An event row keeps the whole event as JSON, ordered by `seq`.
+
+use super::{Arg, Backend, OnUnique, StoreResult, Tx, micros, to_body};
+use crate::events::Event;
+use crate::reliability::{Reliability, Window};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+const EVENT_COLUMNS: &str = "SELECT seq, id AS rid, body FROM events";
+const MAX_ROWS: i64 = 10_000;
+
+impl Backend {
+    pub(super) async fn write_events(&self, tx: &mut Tx, events: &[Event]) -> StoreResult<()> {
+        for event in events {
+            self.exec(
+                tx,
+                "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                vec![
+                    event.event_id.into(),
+                    event.event_type.as_str().into(),
+                    event.agent_id.into(),
+                    event.task_id.into(),
+                    micros(event.timestamp).into(),
+                    Arg::Text(to_body("events", event.event_id, event)?),
+                ],
+                OnUnique::Conflict,
+                format!("record event {}", event.event_id),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn read_events_after(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Event)>> {
+        self.fetch(
+            "events",
+            &format!("{EVENT_COLUMNS} WHERE seq > $1 ORDER BY seq ASC LIMIT $2"),
+            vec![after.unwrap_or(0).into(), limit.clamp(1, MAX_ROWS).into()],
+        )
+        .await
+    }
+
+    pub(super) async fn read_latest_events(&self, limit: i64) -> StoreResult<Vec<(i64, Event)>> {
+        let mut rows = self
+            .fetch(
+                "events",
+                &format!("{EVENT_COLUMNS} ORDER BY seq DESC LIMIT $1"),
+                vec![limit.clamp(1, MAX_ROWS).into()],
+            )
+            .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    pub(super) async fn read_reliability_history(
+        &self,
+        agent_id: Uuid,
+        window: Window,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Reliability>> {
+        let mut rows: Vec<(i64, Reliability)> = self
+            .fetch(
+                "reliability_snapshots",
+                "SELECT seq, agent_id AS rid, body FROM reliability_snapshots \
+                 WHERE agent_id = $1 AND time_window = $2 AND created_us >= $3 \
+                 ORDER BY created_us DESC, seq DESC LIMIT $4",
+                vec![
+                    agent_id.into(),
+                    window.as_str().into(),
+                    micros(since).into(),
+                    limit.clamp(1, MAX_ROWS).into(),
+                ],
+            )
+            .await?;
+        rows.reverse();
+        Ok(rows.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub(super) async fn delete_before(
+        &self,
+        events_before: DateTime<Utc>,
+        snapshots_before: DateTime<Utc>,
+    ) -> StoreResult<(u64, u64)> {
+        let mut tx = self
+            .writer()
+            .begin()
+            .await
+            .map_err(|e| self.fail(e, "begin a transaction"))?;
+        let events = self
+            .exec(
+                &mut tx,
+                "DELETE FROM events WHERE created_us < $1",
+                vec![micros(events_before).into()],
+                OnUnique::Conflict,
+                "prune old events",
+            )
+            .await?;
+        let snapshots = self
+            .exec(
+                &mut tx,
+                "DELETE FROM reliability_snapshots WHERE created_us < $1",
+                vec![micros(snapshots_before).into()],
+                OnUnique::Conflict,
+                "prune old reliability snapshots",
+            )
+            .await?;
+        tx.commit()
+            .await
+            .map_err(|e| self.fail(e, "commit the pruning"))?;
+        Ok((events, snapshots))
+    }
+}
