@@ -11,6 +11,7 @@
 //! - [`store`]: the storage interface with its SQLite and PostgreSQL implementations.
 //! - [`mcp`]: the MCP face — tool schemas, argument decoding, the one error mapping.
 //! - [`server`]: serving over stdio or streamable HTTP, with graceful shutdown.
+//! - [`dashboard`]: the live web dashboard and report downloads over HTTP.
 //! - [`audit`]: the tamper-evident audit log — hash-chained entries written with every
 //!   change, signed checkpoints, and the walk that finds the first edited entry.
 //! - [`downstream`]: the MCP servers ground truth is checked through (files, commands,
@@ -24,6 +25,7 @@ pub mod behaviour;
 pub mod clock;
 pub mod code_checker;
 pub mod config;
+pub mod dashboard;
 pub mod downstream;
 pub mod enforcement;
 pub mod error;

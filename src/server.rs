@@ -92,7 +92,8 @@ impl Default for HttpOptions {
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
-/// The HTTP application: `/mcp` (streamable HTTP) and `/health`.
+/// The HTTP application: `/mcp` (streamable HTTP), `/health`, and the dashboard with its
+/// report downloads.
 pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToken) -> Router {
     let hosts: Vec<String> = if options.allowed_hosts.is_empty() {
         LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()
@@ -123,14 +124,17 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
         options.no_auth,
         options.rate_limit,
     ));
+    let dashboard = crate::dashboard::routes(ares.clone(), shutdown.child_token());
     // The gate runs before rmcp sees the request: nothing is read or allocated for a
     // request without a valid key.
     let protected = Router::new()
         .nest_service("/mcp", mcp)
+        .merge(dashboard.protected)
         .layer(axum::middleware::from_fn_with_state(gate, require_key));
     Router::new()
         .route("/health", get(health))
         .with_state(ares)
+        .merge(dashboard.open)
         .merge(protected)
         .layer(axum::middleware::from_fn(delete_answers_no_content))
 }
