@@ -18,6 +18,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start and dropped: a large `Serve` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP over stdio (default) or streamable HTTP (--http).
@@ -58,6 +60,11 @@ pub struct ServeArgs {
     /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
     #[arg(long, env = "ARES_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Also serve `/metrics` and `/health` on this address WITHOUT an API key, beside stdio
+    /// or HTTP (e.g. 127.0.0.1:9464). Meant for a private interface or a port only the
+    /// scraper can reach: the metrics name agents.
+    #[arg(long, env = "ARES_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Host names the HTTP server answers to (DNS-rebinding protection). Default:
     /// localhost, 127.0.0.1, ::1.
     #[arg(

@@ -12,6 +12,7 @@
 //! - [`mcp`]: the MCP face — tool schemas, argument decoding, the one error mapping.
 //! - [`server`]: serving over stdio or streamable HTTP, with graceful shutdown.
 //! - [`dashboard`]: the live web dashboard and report downloads over HTTP.
+//! - [`metrics`]: what `/metrics` exports to Prometheus, fed by the event bus.
 //! - [`audit`]: the tamper-evident audit log — hash-chained entries written with every
 //!   change, signed checkpoints, and the walk that finds the first edited entry.
 //! - [`downstream`]: the MCP servers ground truth is checked through (files, commands,
@@ -32,6 +33,7 @@ pub mod error;
 pub mod events;
 pub mod evidence;
 pub mod mcp;
+pub mod metrics;
 pub mod reliability;
 pub mod reports;
 pub mod routing;

@@ -88,6 +88,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .require_signatures(args.require_signatures),
     );
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "serving /metrics and /health without a key");
+        if !address.ip().is_loopback() {
+            tracing::warn!(%address, "--metrics-addr answers without a key: keep it on a private network");
+        }
+        let app = server::metrics_router(ares.clone());
+        tokio::spawn(Box::pin(server::serve_http(
+            listener,
+            app,
+            shutdown.clone(),
+        )));
+    }
     let every = args.audit.checkpoint_every();
     tokio::spawn(Box::pin(
         ares.clone().run_checkpoints(every, shutdown.clone()),

@@ -1,5 +1,6 @@
-//! Serving: the same MCP handler over stdio or streamable HTTP (`/mcp`, plus `/health`),
-//! each with a shutdown signal, so tests can run the real thing on port 0 or a pipe.
+//! Serving: the same MCP handler over stdio or streamable HTTP (`/mcp`, plus `/health` and
+//! `/metrics`), each with a shutdown signal, so tests can run the real thing on port 0 or a
+//! pipe.
 
 use crate::auth::middleware::{Gate, require_key};
 use crate::mcp::AresServer;
@@ -25,6 +26,7 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
+    crate::metrics::feed::watch(&ares);
     // The handshake waits for the client; a shutdown must be able to interrupt it too.
     let running = tokio::select! {
         running = AresServer::new(ares).serve((read, write)) => match running {
@@ -92,8 +94,8 @@ impl Default for HttpOptions {
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
-/// The HTTP application: `/mcp` (streamable HTTP), `/health`, and the dashboard with its
-/// report downloads.
+/// The HTTP application: `/mcp` (streamable HTTP), `/health`, the dashboard with its
+/// report downloads, and `/metrics` (behind the same key as `/mcp`: the metrics name agents).
 pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToken) -> Router {
     let hosts: Vec<String> = if options.allowed_hosts.is_empty() {
         LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()
@@ -125,9 +127,12 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
         options.rate_limit,
     ));
     let dashboard = crate::dashboard::routes(ares.clone(), shutdown.child_token());
+    crate::metrics::feed::watch(&ares);
     // The gate runs before rmcp sees the request: nothing is read or allocated for a
     // request without a valid key.
     let protected = Router::new()
+        .route("/metrics", get(crate::metrics::scrape))
+        .with_state(ares.clone())
         .nest_service("/mcp", mcp)
         .merge(dashboard.protected)
         .layer(axum::middleware::from_fn_with_state(gate, require_key));
@@ -137,6 +142,16 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
         .merge(dashboard.open)
         .merge(protected)
         .layer(axum::middleware::from_fn(delete_answers_no_content))
+}
+
+/// `/metrics` and `/health` WITHOUT a key (`--metrics-addr`): for a private interface or a
+/// port only the scraper reaches, since the metrics name agents. Works beside stdio too.
+pub fn metrics_router(ares: Arc<Ares>) -> Router {
+    crate::metrics::feed::watch(&ares);
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(crate::metrics::scrape))
+        .with_state(ares)
 }
 
 /// rmcp answers a session DELETE with 202; clients (the Python SDK among them) expect 200

@@ -13,9 +13,9 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use tracing::Instrument;
 
 static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(tools::list);
@@ -32,6 +32,8 @@ pub struct AresServer {
     /// Who this session's calls are recorded as in the audit log (the local user unless
     /// authentication says otherwise).
     actor: Actor,
+    /// Counts this session as open from `initialized` until the handler drops with it.
+    session: Arc<OnceLock<crate::metrics::SessionGuard>>,
 }
 
 impl AresServer {
@@ -39,6 +41,7 @@ impl AresServer {
         Self {
             ares,
             actor: Actor::local(),
+            session: Arc::default(),
         }
     }
 
@@ -72,11 +75,28 @@ impl ServerHandler for AresServer {
         TOOLS.iter().find(|t| t.name == name).cloned()
     }
 
+    /// A session begins (stdio, or HTTP with the handshake; per-request clients have none).
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let transport = match context.extensions.get::<axum::http::request::Parts>() {
+            Some(_) => "http",
+            None => "stdio",
+        };
+        let _ = self
+            .session
+            .set(self.ares.metrics.session_opened(transport));
+        tracing::info!(transport, "client initialized");
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let known = TOOLS.iter().any(|t| t.name == request.name);
+        let _timer = self
+            .ares
+            .metrics
+            .time_tool_call(known.then_some(&*request.name));
         let caller = caller_of(&context);
         let span = tracing::info_span!("tool", name = %request.name, key = %caller.key_id);
         let started = std::time::Instant::now();

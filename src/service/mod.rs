@@ -46,6 +46,8 @@ pub struct Ares {
     pub downstream: Option<Arc<crate::downstream::Downstream>>,
     /// Where committed changes are announced (resource subscribers, the dashboard).
     pub events: crate::events::EventBus,
+    /// What `/metrics` exports; its counters follow `events`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Ares {
@@ -60,6 +62,7 @@ impl Ares {
             audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
             events: crate::events::EventBus::default(),
+            metrics: Arc::default(),
         }
     }
 
