@@ -106,8 +106,16 @@ fn passing_task(cap: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verified_task_and_a_warning_show_in_the_counters() {
-    let db = TestDatabase::sqlite().await;
+async fn a_verified_task_and_a_warning_show_in_the_counters_on_sqlite() {
+    a_verified_task_and_a_warning_show_in_the_counters(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_task_and_a_warning_show_in_the_counters_on_postgres() {
+    a_verified_task_and_a_warning_show_in_the_counters(TestDatabase::postgres().await).await;
+}
+
+async fn a_verified_task_and_a_warning_show_in_the_counters(db: TestDatabase) {
     let server = HttpServer::start(&db.url).await;
     let mcp = Mcp::http(&server.base).await;
     let agent = scenarios::register(&mcp, &["metrics"]).await;
