@@ -60,6 +60,7 @@ impl Event {
             _ => {}
         }
         uris.push("ares://system/metrics".into());
+        uris.push("ares://events".into());
         uris
     }
 }
@@ -99,7 +100,12 @@ pub fn derive(
         } else {
             "task.updated"
         };
-        events.push(event(kind.into(), task.agent_id, Some(task.id), task_data(task)));
+        events.push(event(
+            kind.into(),
+            task.agent_id,
+            Some(task.id),
+            task_data(task),
+        ));
     }
     for e in &batch.evidence {
         events.push(event(

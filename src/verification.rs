@@ -173,6 +173,16 @@ pub enum CriterionStatus {
     Unverifiable,
 }
 
+impl CriterionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Met => "met",
+            Self::Unmet => "unmet",
+            Self::Unverifiable => "unverifiable",
+        }
+    }
+}
+
 /// One criterion's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CriterionResult {
@@ -331,6 +341,16 @@ pub enum Outcome {
     Rejected,
     /// Nothing unmet, but something could not be checked: the task stays `submitted`.
     Inconclusive,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
 }
 
 pub fn outcome(results: &[CriterionResult]) -> Outcome {

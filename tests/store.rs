@@ -1413,7 +1413,10 @@ async fn events_are_stored_with_their_batch_in_order(db: &TestDatabase) {
             ..Default::default()
         })
         .await;
-    assert!(matches!(refused, Err(StoreError::Duplicate(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Duplicate(_))),
+        "{refused:?}"
+    );
     assert_eq!(store.events_after(None, 100).await.unwrap().len(), 2);
 }
 

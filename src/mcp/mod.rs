@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod errors;
+pub mod resources;
 pub mod summaries;
 pub mod tools;
 pub mod wire;
@@ -11,9 +12,11 @@ use crate::auth::Caller;
 use crate::service::Ares;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use std::sync::{Arc, LazyLock, OnceLock};
 use tracing::Instrument;
@@ -34,6 +37,8 @@ pub struct AresServer {
     actor: Actor,
     /// Counts this session as open from `initialized` until the handler drops with it.
     session: Arc<OnceLock<crate::metrics::SessionGuard>>,
+    /// The resources this session subscribed to with `resources/subscribe`.
+    subscriptions: Arc<resources::Subscriptions>,
 }
 
 impl AresServer {
@@ -42,6 +47,7 @@ impl AresServer {
             ares,
             actor: Actor::local(),
             session: Arc::default(),
+            subscriptions: Arc::default(),
         }
     }
 
@@ -58,7 +64,12 @@ impl ServerHandler for AresServer {
         info.name = "ares".into();
         info.version = env!("CARGO_PKG_VERSION").into();
         info.title = Some("ARES — Agent Reliability Enforcement System".into());
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(info)
             .with_instructions(INSTRUCTIONS)
     }
@@ -85,6 +96,108 @@ impl ServerHandler for AresServer {
             .session
             .set(self.ares.metrics.session_opened(transport));
         tracing::info!(transport, "client initialized");
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources::list()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = caller_of(&context);
+        resources::read(&self.ares, &caller, &request.uri)
+            .await
+            .map(Into::into)
+    }
+
+    /// Handshake-era subscriptions: the session is told of changes until it unsubscribes
+    /// or ends. Subscribing needs the right to read the resource.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = caller_of(&context);
+        resources::read(&self.ares, &caller, &request.uri).await?;
+        self.subscriptions
+            .add(&self.ares, request.uri, context.peer.clone());
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions.remove(&request.uri);
+        Ok(())
+    }
+
+    /// Per-request (2026-07-28) subscriptions: ARES accepts resource subscriptions to any
+    /// of its resources; `listen` checks the right to read each one.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let uris: Vec<String> = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| resources::Uri::parse(uri).is_ok())
+            .cloned()
+            .collect();
+        // The acknowledgment goes out before `listen` runs; listening starts here so that
+        // a change the client makes right after it is not missed.
+        self.subscriptions.listening(&self.ares);
+        Some(
+            SubscriptionFilter::builder()
+                .resource_subscriptions(uris)
+                .build(),
+        )
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let caller = caller_of(context.request_context());
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        for uri in &uris {
+            resources::read(&self.ares, &caller, uri).await?;
+        }
+        let sink = context.sink().clone();
+        let stop = context.request_context().ct.clone();
+        resources::forward(
+            self.subscriptions.take_listening(&self.ares),
+            stop,
+            || Some(uris.clone()),
+            |uri| {
+                let sink = sink.clone();
+                async move { sink.notify_resource_updated(uri).await.is_ok() }
+            },
+        )
+        .await;
+        Ok(())
     }
 
     async fn call_tool(
@@ -115,10 +228,25 @@ impl ServerHandler for AresServer {
             Actor::from(&caller)
         };
         let call = CallContext::for_call(actor, &request.name, Some(&arguments));
-        let dispatch = tools::call(&self.ares, &request.name, Some(arguments));
-        let result = crate::audit::context::scope(call, dispatch)
-            .instrument(span.clone())
-            .await;
+        let token = context
+            .meta
+            .get_progress_token()
+            .or_else(|| request.meta.as_ref()?.get_progress_token());
+        let dispatch = crate::audit::context::scope(
+            call,
+            tools::call(&self.ares, &request.name, Some(arguments)),
+        )
+        .instrument(span.clone());
+        let result = match token {
+            None => dispatch.await,
+            Some(token) => {
+                let (progress, forwarding) = ProgressToPeer::start(context.peer.clone(), token);
+                let result = crate::service::progress::scope(progress, dispatch).await;
+                // Every report is delivered before the result is.
+                let _ = forwarding.await;
+                result
+            }
+        };
         span.in_scope(|| match &result {
             Ok(r) if r.is_error == Some(true) => {
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "refused")
@@ -127,6 +255,39 @@ impl ServerHandler for AresServer {
             Err(e) => tracing::info!(code = ?e.code, message = %e.message, "invalid call"),
         });
         result.map(Into::into)
+    }
+}
+
+/// Progress of the call, sent to the client as `notifications/progress` in the order it
+/// was reported.
+struct ProgressToPeer(tokio::sync::mpsc::UnboundedSender<(u32, u32, String)>);
+
+impl ProgressToPeer {
+    fn start(
+        peer: rmcp::Peer<RoleServer>,
+        token: rmcp::model::ProgressToken,
+    ) -> (
+        Arc<dyn crate::service::progress::Progress>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (sender, mut reports) = tokio::sync::mpsc::unbounded_channel::<(u32, u32, String)>();
+        let forwarding = tokio::spawn(async move {
+            while let Some((done, total, message)) = reports.recv().await {
+                let param = rmcp::model::ProgressNotificationParam::new(token.clone(), done.into())
+                    .with_total(total.into())
+                    .with_message(message);
+                if peer.notify_progress(param).await.is_err() {
+                    return;
+                }
+            }
+        });
+        (Arc::new(Self(sender)), forwarding)
+    }
+}
+
+impl crate::service::progress::Progress for ProgressToPeer {
+    fn report(&self, done: u32, total: u32, message: String) {
+        let _ = self.0.send((done, total, message));
     }
 }
 

@@ -19,6 +19,7 @@ pub mod enforce;
 pub mod evidence;
 pub mod health;
 pub mod keys;
+pub mod progress;
 pub mod reliability;
 pub mod sweep;
 pub mod tasks;

@@ -53,12 +53,20 @@ impl Ares {
         })?;
         let items: Vec<EvidenceItem> = current.iter().flat_map(|e| e.items.clone()).collect();
         let signed = current.iter().all(|e| e.signature.is_some());
+        let total = task.criteria.len() as u32;
         let mut results = Vec::with_capacity(task.criteria.len());
-        for criterion in &task.criteria {
+        for (done, criterion) in (1..).zip(&task.criteria) {
             let result = match rules::evaluate(criterion, &items, signed) {
                 Some(r) => r,
                 None => self.check_ground_truth(criterion, &items).await,
             };
+            super::progress::report(done, total + 1, || {
+                format!(
+                    "criterion {done} of {total} ({}): {}",
+                    criterion.type_name(),
+                    result.status.as_str()
+                )
+            });
             results.push(result);
         }
         let analysis = rules::analyse(&items);
@@ -106,7 +114,7 @@ impl Ares {
                 task.version += 1;
                 batch.task_snapshots.push(super::tasks::snapshot(
                     &task,
-                    format!("verification {:?}", outcome).to_lowercase(),
+                    format!("verification {}", outcome.as_str()),
                     now,
                 ));
                 batch.tasks.push(task.clone());
@@ -150,6 +158,9 @@ impl Ares {
                 batch.reliability.push(rel.clone());
                 batch.actions.extend(actions.iter().cloned());
                 self.commit(batch).await?;
+                super::progress::report(total + 1, total + 1, || {
+                    format!("verdict recorded: {}", outcome.as_str())
+                });
                 Ok(VerificationReport {
                     verification,
                     task_status: task.status,

@@ -631,10 +631,12 @@ impl Store for Backend {
         }
         pools
             .into_iter()
-            .fold(crate::store::PoolUsage::default(), |usage, pool| crate::store::PoolUsage {
-                open: usage.open + pool.size(),
-                idle: usage.idle + pool.num_idle() as u32,
-                max: usage.max + pool.options().get_max_connections(),
+            .fold(crate::store::PoolUsage::default(), |usage, pool| {
+                crate::store::PoolUsage {
+                    open: usage.open + pool.size(),
+                    idle: usage.idle + pool.num_idle() as u32,
+                    max: usage.max + pool.options().get_max_connections(),
+                }
             })
     }
 

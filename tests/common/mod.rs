@@ -142,7 +142,7 @@ impl Mcp {
     }
 }
 
-fn transport(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+pub fn transport(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest::Client> {
     let config =
         rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
             format!("{base}/mcp"),
