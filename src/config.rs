@@ -106,9 +106,24 @@ pub struct ServeArgs {
     /// deadlines).
     #[arg(long, env = "ARES_SWEEP_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_secs: u64,
+    /// Days events are kept (the backlog of the live feeds); evidence, verdicts, actions and
+    /// the audit log are never pruned.
+    #[arg(long, env = "ARES_RETAIN_EVENTS_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retain_events_days: u32,
+    /// Days reliability snapshots (the trend charts' points) are kept.
+    #[arg(long, env = "ARES_RETAIN_SNAPSHOTS_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub retain_snapshots_days: u32,
 }
 
 impl ServeArgs {
+    /// How long history is kept.
+    pub fn retention(&self) -> crate::service::sweep::Retention {
+        crate::service::sweep::Retention {
+            events: chrono::Duration::days(self.retain_events_days.into()),
+            snapshots: chrono::Duration::days(self.retain_snapshots_days.into()),
+        }
+    }
+
     /// The enforcement policy: the file's, or the defaults.
     pub fn policy(&self) -> anyhow::Result<crate::enforcement::Policy> {
         match &self.policy {

@@ -84,6 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ares::new(store.clone())
             .with_downstream(downstream.clone())
             .with_policy(policy)
+            .with_retention(args.retention())
             .with_audit_key(audit_key)
             .require_signatures(args.require_signatures),
     );
@@ -141,11 +142,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Runs the sweeper every `secs` seconds until shutdown.
+/// Runs the sweeper every `secs` seconds, and the retention sweep hourly, until shutdown.
 fn spawn_sweeper(ares: Arc<Ares>, secs: u64, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune = tokio::time::interval(std::time::Duration::from_secs(3600));
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -153,6 +156,11 @@ fn spawn_sweeper(ares: Arc<Ares>, secs: u64, shutdown: CancellationToken) {
                     let context = ares::audit::CallContext::system("sweep");
                     if let Err(e) = ares::audit::context::scope(context, ares.sweep()).await {
                         tracing::warn!(error = %e, "sweep failed; retrying next tick");
+                    }
+                }
+                _ = prune.tick() => {
+                    if let Err(e) = ares.prune_history().await {
+                        tracing::warn!(error = %e, "retention sweep failed; retrying next hour");
                     }
                 }
                 () = shutdown.cancelled() => return,

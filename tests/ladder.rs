@@ -282,3 +282,46 @@ async fn a_bad_policy_file_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("suspend_after"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_history_and_keeps_the_record() {
+    let w = world(TestDatabase::sqlite().await).await;
+    let cap = format!("cap-{}", uuid::Uuid::new_v4().simple());
+    let agent = register(&w.mcp, &[&cap]).await;
+    let verdict = work(&w, &agent, &cap, 0, 60).await;
+    assert_eq!(verdict["outcome"], "verified");
+    let store = &w.server.ares.store;
+    let events_before = store.events_after(None, 1000).await.unwrap().len();
+    assert!(events_before >= 5, "{events_before} events");
+
+    // Inside both windows nothing goes.
+    let kept = w.server.ares.prune_history().await.unwrap();
+    assert_eq!((kept.events, kept.snapshots), (0, 0));
+
+    // Past the 30-day event window, the events go; the 90-day snapshots stay.
+    w.clock.advance(Duration::days(31));
+    let later = work(&w, &agent, &cap, 0, 60).await;
+    assert_eq!(later["outcome"], "verified");
+    let pruned = w.server.ares.prune_history().await.unwrap();
+    assert_eq!(pruned.events as usize, events_before);
+    assert_eq!(pruned.snapshots, 0);
+    let left = store.events_after(None, 1000).await.unwrap();
+    assert!(!left.is_empty());
+    let cutoff = w.server.ares.now() - Duration::days(30);
+    assert!(left.iter().all(|(_, e)| e.timestamp >= cutoff));
+
+    // Past 90 days the first trend point goes too; the record itself never does.
+    w.clock.advance(Duration::days(60));
+    let pruned = w.server.ares.prune_history().await.unwrap();
+    assert_eq!(pruned.snapshots, 1, "the first verdict's snapshot");
+    let task = &verdict["task_id"];
+    let detail = w.mcp.call("get_task", json!({ "task_id": task })).await;
+    assert_eq!(
+        detail["evidence"].as_array().unwrap().len(),
+        1,
+        "{detail:#}"
+    );
+    assert_eq!(detail["verifications"].as_array().unwrap().len(), 1);
+    let audit = w.mcp.call("verify_audit_log", json!({})).await;
+    assert_eq!(audit["intact"], true, "{audit:#}");
+}

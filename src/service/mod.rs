@@ -47,6 +47,8 @@ pub struct Ares {
     pub downstream: Option<Arc<crate::downstream::Downstream>>,
     /// Where committed changes are announced (resource subscribers, the dashboard).
     pub events: crate::events::EventBus,
+    /// How long events and reliability snapshots are kept.
+    pub retention: sweep::Retention,
     /// What `/metrics` exports; its counters follow `events`.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -63,6 +65,7 @@ impl Ares {
             audit_key: Arc::new(crate::audit::AuditKey::generate()),
             downstream: None,
             events: crate::events::EventBus::default(),
+            retention: sweep::Retention::default(),
             metrics: Arc::default(),
         }
     }
@@ -90,6 +93,12 @@ impl Ares {
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Keeps events and reliability snapshots this long.
+    pub fn with_retention(mut self, retention: sweep::Retention) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -27,7 +27,46 @@ pub struct SweepReport {
 
 const PAGE: i64 = 200;
 
+/// How long the retention sweep keeps what only serves history: events (the live feeds'
+/// backlog) and reliability snapshots (the trend charts). Evidence, verdicts, enforcement
+/// actions, task snapshots and the audit log are never pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub events: chrono::Duration,
+    pub snapshots: chrono::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events: chrono::Duration::days(30),
+            snapshots: chrono::Duration::days(90),
+        }
+    }
+}
+
+/// What one retention sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Pruned {
+    pub events: u64,
+    pub snapshots: u64,
+}
+
 impl Ares {
+    /// Deletes events and reliability snapshots older than the retention windows.
+    #[tracing::instrument(skip_all)]
+    pub async fn prune_history(&self) -> AresResult<Pruned> {
+        let now = self.now();
+        let (events, snapshots) = self
+            .store
+            .prune(now - self.retention.events, now - self.retention.snapshots)
+            .await?;
+        if events + snapshots > 0 {
+            tracing::info!(events, snapshots, "retention sweep pruned history");
+        }
+        Ok(Pruned { events, snapshots })
+    }
+
     /// One pass of the timer's work. Each agent and task is committed on its own, so one
     /// conflict does not hold up the rest; the next sweep picks up anything missed.
     #[tracing::instrument(skip_all)]
