@@ -16,6 +16,8 @@ const state = {
   trends: new Map(),
   /** agent ids whose trend must be fetched again */
   staleTrends: new Set(),
+  /** agent ids whose trend is being fetched */
+  trendsInFlight: new Set(),
   stream: null,
   refreshTimer: null,
   refreshing: null,
@@ -112,7 +114,8 @@ function refresh() {
         const data = await (await api('/api/dashboard')).json();
         state.data = data;
         render(data);
-        await loadTrends(data.agents);
+        // Trends fill in as they arrive; the next refresh need not wait for them.
+        loadTrends(data.agents).catch(failedRefresh);
       } while (state.refreshAgain);
     } finally {
       state.refreshing = null;
@@ -134,19 +137,29 @@ function failedRefresh(error) {
   else setConnection('error', `Refresh failed: ${error.message}`);
 }
 
-async function loadTrends(agents) {
-  const wanted = agents.filter((a) => !state.trends.has(a.id) || state.staleTrends.has(a.id));
-  for (const agent of wanted) {
-    state.staleTrends.delete(agent.id);
-    try {
-      const trend = await (await api(`/api/agents/${agent.id}/trend`)).json();
-      state.trends.set(agent.id, trend.points);
-      const cell = document.querySelector(`[data-trend="${agent.id}"]`);
-      if (cell) cell.replaceChildren(sparkline(agent, trend.points));
-    } catch (error) {
-      if (error instanceof KeyRefused) throw error;
+/** Fetches the trends not yet loaded or made stale by a verdict, a few at a time. */
+function loadTrends(agents) {
+  const wanted = agents.filter((a) => !state.trendsInFlight.has(a.id)
+    && (!state.trends.has(a.id) || state.staleTrends.has(a.id)));
+  let next = 0;
+  const worker = async () => {
+    while (next < wanted.length && state.key) {
+      const agent = wanted[next++];
+      state.staleTrends.delete(agent.id);
+      state.trendsInFlight.add(agent.id);
+      try {
+        const trend = await (await api(`/api/agents/${agent.id}/trend`)).json();
+        state.trends.set(agent.id, trend.points);
+        const cell = document.querySelector(`[data-trend="${agent.id}"]`);
+        if (cell) cell.replaceChildren(sparkline(agent, trend.points));
+      } catch (error) {
+        if (error instanceof KeyRefused) throw error;
+      } finally {
+        state.trendsInFlight.delete(agent.id);
+      }
     }
-  }
+  };
+  return Promise.all([worker(), worker(), worker(), worker()]);
 }
 
 // ---------------------------------------------------------------- the live stream
