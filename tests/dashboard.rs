@@ -339,6 +339,78 @@ async fn the_event_stream_delivers_a_registration_made_over_mcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_falls_behind_is_told_to_resync() {
+    let db = TestDatabase::sqlite().await;
+    let store = ares::store::connect(&db.url).await.unwrap();
+    let mut ares = ares::Ares::new(store);
+    ares.events = ares::events::EventBus::new(2);
+    let server = HttpServer::serving(std::sync::Arc::new(ares), common::test_options()).await;
+    let admin = Mcp::http(&server.base).await;
+    let agent = register(&admin, &["docs"]).await;
+    let observer = key(&admin, "observer", None).await;
+    let mut stream = EventStream::open(&server.base, &observer).await;
+    assert_eq!(stream.next().await.event, "ready");
+    let event = ares::events::Event {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "agent.updated".into(),
+        timestamp: chrono::Utc::now(),
+        agent_id: serde_json::from_value(agent["id"].clone()).unwrap(),
+        task_id: None,
+        data: json!({}),
+        metadata: ares::events::EventMetadata {
+            correlation_id: uuid::Uuid::now_v7(),
+            source: "test".into(),
+        },
+    };
+
+    // Far more at once than the bus keeps for a listener.
+    for _ in 0..200 {
+        server
+            .ares
+            .events
+            .publish(std::sync::Arc::new(event.clone()));
+    }
+
+    let resync = loop {
+        let message = stream.next().await;
+        if message.event == "resync" {
+            break message;
+        }
+    };
+    let missed: Value = serde_json::from_str(&resync.data).unwrap();
+    assert!(missed["missed"].as_u64().unwrap() > 0, "{missed}");
+    admin.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let db = TestDatabase::sqlite().await;
+    let server = HttpServer::start(&db.url).await;
+    let observer = {
+        let admin = Mcp::http(&server.base).await;
+        let observer = key(&admin, "observer", None).await;
+        admin.close().await;
+        observer
+    };
+    let mut stream = EventStream::open(&server.base, &observer).await;
+    assert_eq!(stream.next().await.event, "ready");
+
+    let started = Instant::now();
+    server.stop().await;
+
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown waited on the stream for {:?}",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.response.chunk())
+        .await
+        .expect("the stream ends with the server");
+    assert!(!matches!(end, Ok(Some(_))), "the stream went on: {end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_download_in_each_format_and_bad_parameters_are_named() {
     let db = TestDatabase::sqlite().await;
     let server = HttpServer::start(&db.url).await;
