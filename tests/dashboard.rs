@@ -151,8 +151,16 @@ async fn dashboard_data_needs_an_observer_or_admin_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_lists_tasks_actions_and_a_trend_after_a_verdict() {
-    let db = TestDatabase::sqlite().await;
+async fn the_dashboard_lists_tasks_actions_and_a_trend_after_a_verdict_on_sqlite() {
+    lists_tasks_actions_and_a_trend_after_a_verdict(&TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_lists_tasks_actions_and_a_trend_after_a_verdict_on_postgres() {
+    lists_tasks_actions_and_a_trend_after_a_verdict(&TestDatabase::postgres().await).await;
+}
+
+async fn lists_tasks_actions_and_a_trend_after_a_verdict(db: &TestDatabase) {
     let server = HttpServer::start(&db.url).await;
     let admin = Mcp::http(&server.base).await;
     let agent = register(&admin, &["rust"]).await;
