@@ -57,6 +57,10 @@ pub struct ServeArgs {
     pub audit: crate::audit::key::AuditServeArgs,
     #[command(flatten)]
     pub downstream: crate::downstream::DownstreamArgs,
+    /// Redis (redis://HOST:PORT/DB), optional: shares events, MCP sessions, the cache and
+    /// rate limits between instances. ARES serves on without it (health says `degraded`).
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8080) instead of stdio.
     #[arg(long, env = "ARES_HTTP")]
     pub http: Option<SocketAddr>,

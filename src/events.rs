@@ -37,6 +37,9 @@ pub struct EventMetadata {
     pub correlation_id: Uuid,
     /// The tool (or timer) that caused it.
     pub source: String,
+    /// The ARES instance that committed it.
+    #[serde(default)]
+    pub instance: String,
 }
 
 impl Event {
@@ -71,10 +74,12 @@ pub fn derive(
     at: DateTime<Utc>,
     correlation_id: Uuid,
     source: &str,
+    instance: &str,
 ) -> Vec<Event> {
     let metadata = EventMetadata {
         correlation_id,
         source: source.to_string(),
+        instance: instance.to_string(),
     };
     let event = |event_type: String, agent_id, task_id, data| Event {
         event_id: Uuid::now_v7(),

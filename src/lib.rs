@@ -34,6 +34,7 @@ pub mod events;
 pub mod evidence;
 pub mod mcp;
 pub mod metrics;
+pub mod redis_link;
 pub mod reliability;
 pub mod reports;
 pub mod routing;

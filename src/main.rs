@@ -80,14 +80,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Box::pin(store::connect(&url)).await?;
     tracing::info!(store = %redact_url(&url), backend = store.backend(), "store ready");
     let downstream = Box::pin(args.downstream.start(store.clone())).await?;
+    let redis = args
+        .redis_url
+        .as_deref()
+        .map(ares::redis_link::RedisLink::open)
+        .transpose()?;
     let ares = Arc::new(
         Ares::new(store.clone())
             .with_downstream(downstream.clone())
+            .with_redis(redis.clone())
             .with_policy(policy)
             .with_retention(args.retention())
             .with_audit_key(audit_key)
             .require_signatures(args.require_signatures),
     );
+    if let Some(redis) = &redis {
+        tracing::info!(redis = %redis.label(), instance = %ares.instance, "sharing events and sessions through Redis");
+        redis.spawn_subscriber(ares.instance.clone(), ares.events.clone(), shutdown.clone());
+    }
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;

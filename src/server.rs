@@ -107,12 +107,21 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
     } else {
         options.allowed_origins.clone()
     };
-    let config = StreamableHttpServerConfig::default()
+    let mut config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(options.max_body_bytes)
-        .with_cancellation_token(shutdown.child_token());
+        .with_cancellation_token(shutdown.child_token())
+        // A plain JSON answer where the client accepts one and nothing streams before it.
+        .with_json_response(true);
+    // With Redis, a session begun on one instance carries on at any other: the handshake
+    // is kept there and replayed by whichever instance a request reaches.
+    if let Some(redis) = &ares.redis {
+        config.session_store = Some(Arc::new(crate::redis_link::SessionsInRedis::new(
+            redis.clone(),
+        )));
+    }
     let handler_ares = ares.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(AresServer::new(handler_ares.clone())),

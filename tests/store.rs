@@ -1372,6 +1372,7 @@ fn event(agent: &Agent, event_type: &str, at: DateTime<Utc>) -> ares::events::Ev
         metadata: ares::events::EventMetadata {
             correlation_id: Uuid::now_v7(),
             source: "test".into(),
+            instance: "test".into(),
         },
     }
 }

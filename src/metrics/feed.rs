@@ -25,14 +25,23 @@ pub fn watch(ares: &Arc<Ares>) {
     }
     let events = ares.events.subscribe();
     let metrics = ares.metrics.clone();
+    let instance = ares.instance.clone();
     let names = AgentNames {
         store: ares.store.clone(),
         known: HashMap::new(),
     };
-    tokio::spawn(follow(metrics, names, events));
+    tokio::spawn(follow(metrics, names, events, instance));
 }
 
-async fn follow(metrics: Arc<Metrics>, mut names: AgentNames, mut events: Receiver<Arc<Event>>) {
+/// Counts this instance's own events only: another instance's arrive through Redis for its
+/// subscribers, and are counted by that instance (sums over instances stay right). Scores
+/// are gauges, so everyone's updates apply.
+async fn follow(
+    metrics: Arc<Metrics>,
+    mut names: AgentNames,
+    mut events: Receiver<Arc<Event>>,
+    instance: String,
+) {
     names.seed(&metrics).await;
     loop {
         match events.recv().await {
@@ -41,7 +50,11 @@ async fn follow(metrics: Arc<Metrics>, mut names: AgentNames, mut events: Receiv
                     Some(id) => names.name(id, &event).await,
                     None => "unassigned".to_string(),
                 };
-                metrics.count(&event, &agent);
+                if event.metadata.instance == instance {
+                    metrics.count(&event, &agent);
+                } else if event.event_type.starts_with("agent.") {
+                    metrics.agent_changed(&agent, &event.data);
+                }
             }
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(
@@ -170,6 +183,7 @@ mod tests {
             metadata: EventMetadata {
                 correlation_id: Uuid::now_v7(),
                 source: "test".into(),
+                instance: "test".into(),
             },
         }
     }

@@ -53,6 +53,19 @@ impl Ares {
             Err(_) => down(self.store.backend(), "no answer within 3 s".into()),
         };
         let mut dependencies = vec![store];
+        if let Some(redis) = &self.redis {
+            let (status, latency_ms, error) = match redis.ping().await {
+                Ok(latency) => ("ok", Some(latency.as_secs_f64() * 1000.0), None),
+                Err(e) => ("down", None, Some(e)),
+            };
+            dependencies.push(Dependency {
+                name: format!("redis ({})", redis.label()),
+                status: status.into(),
+                latency_ms,
+                required: false,
+                error,
+            });
+        }
         if let Ok(conns) = self.store.downstream_connections().await {
             dependencies.extend(conns.into_iter().map(|c| Dependency {
                 status: if c.status == "connected" {

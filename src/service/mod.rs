@@ -47,6 +47,10 @@ pub struct Ares {
     pub downstream: Option<Arc<crate::downstream::Downstream>>,
     /// Where committed changes are announced (resource subscribers, the dashboard).
     pub events: crate::events::EventBus,
+    /// This process, as named in its events' metadata (`instance`).
+    pub instance: String,
+    /// Redis, when configured: events to other instances, sessions, cache, rate limits.
+    pub redis: Option<crate::redis_link::RedisLink>,
     /// How long events and reliability snapshots are kept.
     pub retention: sweep::Retention,
     /// What `/metrics` exports; its counters follow `events`.
@@ -66,6 +70,8 @@ impl Ares {
             downstream: None,
             events: crate::events::EventBus::default(),
             retention: sweep::Retention::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            redis: None,
             metrics: Arc::default(),
         }
     }
@@ -96,6 +102,12 @@ impl Ares {
         self
     }
 
+    /// Shares events, sessions, cache and rate limits with other instances through Redis.
+    pub fn with_redis(mut self, redis: Option<crate::redis_link::RedisLink>) -> Self {
+        self.redis = redis;
+        self
+    }
+
     /// Keeps events and reliability snapshots this long.
     pub fn with_retention(mut self, retention: sweep::Retention) -> Self {
         self.retention = retention;
@@ -118,12 +130,19 @@ impl Ares {
     pub(crate) async fn commit(&self, mut batch: WriteBatch) -> crate::store::StoreResult<()> {
         let now = self.now();
         if let Some(entry) = crate::audit::context::draft(&mut batch, now) {
-            batch.events = crate::events::derive(&batch, now, entry.id, &entry.tool);
+            batch.events =
+                crate::events::derive(&batch, now, entry.id, &entry.tool, &self.instance);
             batch.audit.push(entry);
         }
         let events = batch.events.clone();
         self.store.commit(batch).await?;
+        // Other instances hear of it through Redis; while Redis is away they serve what the
+        // database says and their subscribers miss the live update, never the data.
+        let redis = self.redis.as_ref().filter(|r| r.is_up());
         for event in events {
+            if let Some(redis) = redis {
+                redis.publish(&self.instance, &event).await;
+            }
             self.events.publish(Arc::new(event));
         }
         Ok(())
