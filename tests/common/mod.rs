@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod ground_truth;
+pub mod redis;
 pub mod scenarios;
 
 use ares::Ares;
