@@ -146,6 +146,9 @@ async fn dashboard_data_needs_an_observer_or_admin_key() {
         let refused = get(&format!("{}{path}", server.base), None).await;
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
+    // Only the dashboard's own routes refuse agent keys; elsewhere nothing changes.
+    let elsewhere = get(&format!("{}/no-such-page", server.base), Some(&agent_key)).await;
+    assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND);
     admin.close().await;
     server.stop().await;
 }
@@ -368,6 +371,7 @@ async fn a_listener_that_falls_behind_is_told_to_resync() {
         metadata: ares::events::EventMetadata {
             correlation_id: uuid::Uuid::now_v7(),
             source: "test".into(),
+            instance: "test".into(),
         },
     };
 

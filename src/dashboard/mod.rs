@@ -51,7 +51,7 @@ pub fn routes(ares: Arc<Ares>, shutdown: CancellationToken) -> Routes {
     let open = Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
-        .layer(axum::middleware::from_fn(security_headers));
+        .route_layer(axum::middleware::from_fn(security_headers));
     let data = Router::new()
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/agents/{id}/trend", get(api::trend))
@@ -60,12 +60,12 @@ pub fn routes(ares: Arc<Ares>, shutdown: CancellationToken) -> Routes {
             ares: ares.clone(),
             shutdown,
         })
-        .layer(axum::middleware::from_fn(observers_only));
+        .route_layer(axum::middleware::from_fn(observers_only));
     let protected = Router::new()
         .route("/reports/{report}", get(downloads::report))
         .with_state(ares)
         .merge(data)
-        .layer(axum::middleware::from_fn(security_headers));
+        .route_layer(axum::middleware::from_fn(security_headers));
     Routes { open, protected }
 }
 

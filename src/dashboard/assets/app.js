@@ -96,6 +96,7 @@ function signOut(message) {
   if (state.stream) state.stream.abort();
   state.stream = null;
   $('api-key').value = '';
+  $('actions').replaceChildren();
   showLogin(message);
 }
 
@@ -368,9 +369,23 @@ function sparkline(agent, points) {
   return svg;
 }
 
+/** Adds only the actions not shown yet, so a screen reader announces just those. */
 function renderActions(actions) {
   const list = $('actions');
-  list.replaceChildren(...actions.map(actionItem));
+  const shown = new Map([...list.children].map((li) => [li.dataset.actionId, li]));
+  let cursor = list.firstElementChild;
+  for (const action of actions) {
+    if (cursor && cursor.dataset.actionId === action.id) {
+      cursor = cursor.nextElementSibling;
+    } else {
+      list.insertBefore(shown.get(action.id) || actionItem(action), cursor);
+    }
+  }
+  while (cursor) {
+    const next = cursor.nextElementSibling;
+    cursor.remove();
+    cursor = next;
+  }
   $('actions-empty').hidden = actions.length > 0;
 }
 
@@ -380,7 +395,7 @@ function actionItem(action) {
     .map(([k, v]) => `${k.replace(/_/g, ' ')} ${typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : v}`);
   return h(
     'li',
-    { 'data-action': action.action, 'data-agent-id': action.agent_id },
+    { 'data-action-id': action.id, 'data-action': action.action, 'data-agent-id': action.agent_id },
     h('div', { className: 'line1' },
       badge(action.action),
       h('strong', { text: agentName(action.agent_id) }),
