@@ -15,6 +15,8 @@
 //! - [`metrics`]: what `/metrics` exports to Prometheus, fed by the event bus.
 //! - [`audit`]: the tamper-evident audit log — hash-chained entries written with every
 //!   change, signed checkpoints, and the walk that finds the first edited entry.
+//! - [`cache`]: the read cache (agents, reliability, task counts), in Redis or in process,
+//!   emptied of what each commit changes.
 //! - [`downstream`]: the MCP servers ground truth is checked through (files, commands,
 //!   lint, pages), kept connected; [`code_checker`] is ARES's own command-running server.
 #![forbid(unsafe_code)]
@@ -23,6 +25,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod behaviour;
+pub mod cache;
 pub mod clock;
 pub mod code_checker;
 pub mod config;

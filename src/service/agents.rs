@@ -159,12 +159,18 @@ impl Ares {
         }
     }
 
-    /// The agent with this id, or a not-found error naming it.
+    /// The agent with this id, or a not-found error naming it. Cached: a write path that
+    /// changes the agent commits with its version checked, and a conflict empties the entry.
     pub async fn agent(&self, id: Uuid) -> AresResult<Agent> {
-        self.store
-            .agent(id)
-            .await?
-            .ok_or_else(|| AresError::not_found("agent", id))
+        let entry = crate::cache::Entry::Agent(id);
+        self.cache
+            .get_or_load(entry, self.now(), || async {
+                self.store
+                    .agent(id)
+                    .await?
+                    .ok_or_else(|| AresError::not_found("agent", id))
+            })
+            .await
     }
 
     pub async fn list_agents(&self, req: ListAgents) -> AresResult<AgentList> {

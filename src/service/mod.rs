@@ -55,6 +55,8 @@ pub struct Ares {
     pub retention: sweep::Retention,
     /// What `/metrics` exports; its counters follow `events`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Hot reads (agents, reliability, task counts): in Redis when configured, else here.
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 impl Ares {
@@ -73,6 +75,7 @@ impl Ares {
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             redis: None,
             metrics: Arc::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -104,6 +107,10 @@ impl Ares {
 
     /// Shares events, sessions, cache and rate limits with other instances through Redis.
     pub fn with_redis(mut self, redis: Option<crate::redis_link::RedisLink>) -> Self {
+        self.cache = Arc::new(match &redis {
+            Some(link) => crate::cache::Cache::shared(link.clone()),
+            None => crate::cache::Cache::local(),
+        });
         self.redis = redis;
         self
     }
@@ -135,7 +142,13 @@ impl Ares {
             batch.audit.push(entry);
         }
         let events = batch.events.clone();
-        self.store.commit(batch).await?;
+        let holders = crate::cache::previous_holders(self.store.as_ref(), &batch).await?;
+        let touched = crate::cache::touched_by(&batch, &holders);
+        let committed = self.store.commit(batch).await;
+        // Forgotten before the call returns, so the next read anywhere sees this write. A
+        // failed commit forgets too: a conflict means what was read is stale.
+        self.cache.invalidate(&touched).await;
+        committed?;
         // Other instances hear of it through Redis; while Redis is away they serve what the
         // database says and their subscribers miss the live update, never the data.
         let redis = self.redis.as_ref().filter(|r| r.is_up());

@@ -2,8 +2,9 @@
 
 use super::{Ares, page, parse_optional_time};
 use crate::agents::AgentStatus;
+use crate::cache::Entry;
 use crate::error::{AresError, AresResult};
-use crate::reliability::{self, Reliability, Window};
+use crate::reliability::{self, Reliability, TaskCounts, Window};
 use crate::reports::{self, Format, ReportKind};
 use crate::store::{ActionFilter, AgentFilter, Page, WriteBatch};
 use chrono::{DateTime, Utc};
@@ -57,17 +58,40 @@ const REPORT_AGENTS: i64 = 500;
 impl Ares {
     #[tracing::instrument(skip_all, fields(agent_id = %req.agent_id))]
     pub async fn get_reliability(&self, req: GetReliability) -> AresResult<Reliability> {
-        let agent = self.agent(req.agent_id).await?;
         let window = req.window.unwrap_or_default();
-        let rel = self
-            .reliability_between(agent.id, window, window.since(self.now()), None)
-            .await?;
-        let batch = WriteBatch {
-            reliability: vec![rel.clone()],
-            ..Default::default()
-        };
-        self.commit(batch).await?;
-        Ok(rel)
+        let entry = Entry::Reliability(req.agent_id, window);
+        // Computing reads the agent's whole verdict history: the cached figure is served
+        // until a write touching the agent's work empties it. Only a fresh computation is
+        // recorded as a snapshot, so repeated reads add no rows.
+        self.cache
+            .get_or_load(entry, self.now(), || async {
+                let agent = self.agent(req.agent_id).await?;
+                let now = self.now();
+                let since = window.since(now);
+                let verdicts = self.store.verifications_for_agent(agent.id, since).await?;
+                let counts = self.task_counts(agent.id, window).await?;
+                let rel = reliability::compute(agent.id, window, &verdicts, counts, now);
+                let batch = WriteBatch {
+                    reliability: vec![rel.clone()],
+                    ..Default::default()
+                };
+                self.commit(batch).await?;
+                Ok(rel)
+            })
+            .await
+    }
+
+    /// Tasks assigned to and submitted by the agent in the window, cached.
+    async fn task_counts(&self, agent_id: Uuid, window: Window) -> AresResult<TaskCounts> {
+        let entry = Entry::TaskCounts(agent_id, window);
+        self.cache
+            .get_or_load(entry, self.now(), || async {
+                Ok(self
+                    .store
+                    .task_counts(agent_id, window.since(self.now()))
+                    .await?)
+            })
+            .await
     }
 
     async fn reliability_between(
