@@ -128,13 +128,16 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let gate = Arc::new(Gate::new(
-        ares.store.clone(),
-        ares.key_cache.clone(),
-        options.admin_token.as_ref().map(|t| t.expose().to_string()),
-        options.no_auth,
-        options.rate_limit,
-    ));
+    let gate = Arc::new(
+        Gate::new(
+            ares.store.clone(),
+            ares.key_cache.clone(),
+            options.admin_token.as_ref().map(|t| t.expose().to_string()),
+            options.no_auth,
+            options.rate_limit,
+        )
+        .with_shared_limit(ares.redis.clone()),
+    );
     let dashboard = crate::dashboard::routes(ares.clone(), shutdown.child_token());
     crate::metrics::feed::watch(&ares);
     // The gate runs before rmcp sees the request: nothing is read or allocated for a

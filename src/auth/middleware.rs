@@ -2,6 +2,9 @@
 //! checked before the body is read (a flood of bogus requests costs a header parse each),
 //! then rate-limited per key. The caller's identity rides in the request's extensions to
 //! the MCP handler.
+//!
+//! With Redis the limit is counted there, so N instances together allow the configured
+//! rate, not N times it; while Redis is down each instance falls back to its own count.
 
 use super::{ApiKey, Caller, Role, parse, secret_matches, token_matches};
 use crate::store::Store;
@@ -21,6 +24,23 @@ use std::time::{Duration, Instant};
 const CACHE_TTL: Duration = Duration::from_secs(10);
 /// The most keys kept in the cache; beyond it the cache is cleared.
 const CACHE_MAX: usize = 10_000;
+
+/// The same limit as the in-process one (GCRA: one request per `ARGV[1]` µs, bursts of
+/// `ARGV[2]`), kept in Redis on Redis's clock so instances agree. Returns 0 when the
+/// request may pass, else the µs to wait.
+const SHARED_LIMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local next_tat = tat + interval
+local wait = next_tat - burst * interval - now
+if wait > 0 then return wait end
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+return 0
+";
 
 /// Keys recently read from the store, so each request costs no query. Shared with the
 /// service, which forgets a key the moment it is revoked.
@@ -59,6 +79,11 @@ pub struct Gate {
     disabled: bool,
     cache: Arc<KeyCache>,
     limiter: DefaultKeyedRateLimiter<String>,
+    /// The limit shared through Redis, when configured; `limiter` stands in while it is down.
+    shared: Option<crate::cache::RedisUse>,
+    /// Microseconds between requests at the configured rate, and the burst.
+    interval_us: u64,
+    burst: u32,
 }
 
 impl Gate {
@@ -78,7 +103,37 @@ impl Gate {
             disabled,
             cache,
             limiter: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            shared: None,
+            interval_us: 1_000_000 / u64::from(rate.get()),
+            burst: burst.get(),
         }
+    }
+
+    /// Counts requests in Redis, shared by every instance using it.
+    pub fn with_shared_limit(mut self, redis: Option<crate::redis_link::RedisLink>) -> Self {
+        self.shared = redis.map(crate::cache::RedisUse::new);
+        self
+    }
+
+    /// None when the key may go on, else how long it must wait.
+    async fn over_limit(&self, key_id: &str) -> Option<Duration> {
+        if let Some(shared) = self.shared.as_ref().filter(|s| s.ready()) {
+            let mut connection = shared.link.connection();
+            let script = redis::Script::new(SHARED_LIMIT);
+            let mut invocation = script.key(format!("ares:rate:{key_id}"));
+            invocation.arg(self.interval_us).arg(self.burst);
+            let answer: Option<u64> = shared
+                .link
+                .run(invocation.invoke_async(&mut connection))
+                .await;
+            if let Some(wait_us) = answer {
+                return (wait_us > 0).then(|| Duration::from_micros(wait_us));
+            }
+        }
+        self.limiter
+            .check_key(&key_id.to_string())
+            .err()
+            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Who the bearer token belongs to, or why it is refused.
@@ -159,8 +214,7 @@ pub async fn require_key(
             return unauthorized(Some(why));
         }
     };
-    if let Err(not_until) = gate.limiter.check_key(&caller.key_id) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+    if let Some(wait) = gate.over_limit(&caller.key_id).await {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
