@@ -216,6 +216,56 @@ async fn without_redis_every_call_still_succeeds_and_the_cache_returns_with_it()
     b.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_never_keeps_a_read_that_a_write_overtook_and_keeps_the_rest_for_their_ttl() {
+    use ares::cache::{Cache, Entry};
+    let redis = PrivateRedis::start().await;
+    let link = RedisLink::open(&redis.url).unwrap();
+    link.ping().await.unwrap();
+    let cache = Cache::shared(link);
+    let now = chrono::Utc::now();
+    let (raced, calm) = (
+        Entry::Agent(uuid::Uuid::now_v7()),
+        Entry::Reliability(uuid::Uuid::now_v7(), ares::reliability::Window::Day),
+    );
+
+    let read = cache
+        .get_or_load(raced, now, || async {
+            // A write commits and empties the entry while this read is in flight.
+            cache.invalidate(&[raced]).await;
+            Ok("as it was before the write".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(read, "as it was before the write");
+    assert!(
+        !cache.holds(raced).await,
+        "the overtaken read was not stored"
+    );
+    assert!(!exists(&redis, &raced.key()).await);
+
+    cache
+        .get_or_load(calm, now, || async { Ok(0.75) })
+        .await
+        .unwrap();
+    assert!(exists(&redis, &calm.key()).await);
+    let mut connection = inspect(&redis).await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(calm.key())
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        (295..=300).contains(&ttl),
+        "reliability is kept 5 minutes: {ttl} s left"
+    );
+    let served = cache
+        .get_or_load(calm, now, || async { Ok(0.1) })
+        .await
+        .unwrap();
+    assert_eq!(served, 0.75, "served from Redis, not loaded again");
+}
+
 /// What a burst of requests met.
 struct Burst {
     passed: usize,
