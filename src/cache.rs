@@ -412,16 +412,25 @@ impl Shared {
     }
 
     async fn invalidate(self: &Arc<Self>, entries: &[Entry]) {
+        // Earlier misses go along; they stay listed (so reads keep off the cache) until
+        // Redis has taken them.
         let mut all: HashSet<Entry> = entries.iter().copied().collect();
-        all.extend(self.missed.lock().expect("missed lock").drain());
+        all.extend(self.missed.lock().expect("missed lock").iter().copied());
         if self.redis.ready() && self.forget(&all).await {
+            self.missed
+                .lock()
+                .expect("missed lock")
+                .retain(|e| !all.contains(e));
             return;
         }
-        tracing::warn!(
-            entries = all.len(),
-            "Redis did not take a cache invalidation; retrying, and reading the database meanwhile"
-        );
-        self.missed.lock().expect("missed lock").extend(all);
+        let mut missed = self.missed.lock().expect("missed lock");
+        if missed.is_empty() {
+            tracing::warn!(
+                "Redis did not take a cache invalidation; the database answers until it does"
+            );
+        }
+        missed.extend(entries.iter().copied());
+        drop(missed);
         self.retry_in_background();
     }
 
