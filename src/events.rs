@@ -212,3 +212,70 @@ impl EventBus {
         self.sender.receiver_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: &str, agent: bool, task: bool) -> Event {
+        Event {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            timestamp: Utc::now(),
+            agent_id: agent.then(Uuid::nil),
+            task_id: task.then(Uuid::max),
+            data: Value::Null,
+            metadata: EventMetadata {
+                correlation_id: Uuid::now_v7(),
+                source: "test".into(),
+                instance: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn each_event_names_the_resources_it_changes() {
+        let nil = Uuid::nil();
+        let max = Uuid::max();
+        assert_eq!(
+            event("enforcement.suspend", true, false).resources(),
+            [
+                format!("ares://agents/{nil}"),
+                "ares://enforcement/actions".into(),
+                "ares://agents".into(),
+                "ares://system/metrics".into(),
+                "ares://events".into(),
+            ]
+        );
+        assert_eq!(
+            event("verification.completed", true, true).resources(),
+            [
+                format!("ares://agents/{nil}"),
+                format!("ares://tasks/{max}"),
+                "ares://reports/reliability".into(),
+                "ares://system/metrics".into(),
+                "ares://events".into(),
+            ]
+        );
+        assert!(
+            !event("task.created", false, true)
+                .resources()
+                .contains(&"ares://agents".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_listener_is_told_what_it_missed() {
+        let bus = EventBus::new(2);
+        let mut slow = bus.subscribe();
+        for _ in 0..5 {
+            bus.publish(Arc::new(event("agent.updated", true, false)));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(3))
+        ));
+        assert!(slow.recv().await.is_ok());
+        assert_eq!(bus.listeners(), 1);
+    }
+}

@@ -26,6 +26,8 @@ pub struct RedisLink {
     client: redis::Client,
     connection: ConnectionManager,
     up: Arc<AtomicBool>,
+    /// None: this process does not receive events; else whether it is subscribed now.
+    subscribed: Arc<std::sync::OnceLock<AtomicBool>>,
     label: String,
 }
 
@@ -62,6 +64,7 @@ impl RedisLink {
             client,
             connection,
             up: Arc::new(AtomicBool::new(false)),
+            subscribed: Arc::default(),
             label: crate::store::redact_url(url),
         })
     }
@@ -115,8 +118,19 @@ impl RedisLink {
         }
     }
 
-    /// Pings Redis: its latency, or why it did not answer.
+    /// Pings Redis: its latency, or why it is not usable — it did not answer, or this
+    /// instance is not (yet again) receiving the other instances' events.
     pub async fn ping(&self) -> Result<Duration, String> {
+        let latency = self.ping_only().await?;
+        match self.subscribed.get() {
+            Some(live) if !live.load(Ordering::Relaxed) => {
+                Err("answers, but the event subscription is reconnecting".into())
+            }
+            _ => Ok(latency),
+        }
+    }
+
+    async fn ping_only(&self) -> Result<Duration, String> {
         let started = Instant::now();
         let mut connection = self.connection();
         match tokio::time::timeout(
@@ -159,6 +173,7 @@ impl RedisLink {
     /// whenever Redis goes away.
     pub fn spawn_subscriber(&self, instance: String, bus: EventBus, shutdown: CancellationToken) {
         let link = self.clone();
+        link.subscribed.get_or_init(|| AtomicBool::new(false));
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(100);
             loop {
@@ -166,6 +181,11 @@ impl RedisLink {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     ended = session => {
+                        // Lost after working: try again at once-ish, backing off from there.
+                        if link.subscribed.get().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                            delay = Duration::from_millis(100);
+                        }
+                        link.set_subscribed(false);
                         if let Err(e) = ended {
                             link.mark(false, Some(e.to_string()));
                             tracing::debug!(error = %e, "event subscription lost; reconnecting");
@@ -176,9 +196,15 @@ impl RedisLink {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
+                delay = (delay * 2).min(Duration::from_millis(500));
             }
         });
+    }
+
+    fn set_subscribed(&self, live: bool) {
+        if let Some(flag) = self.subscribed.get() {
+            flag.store(live, Ordering::Relaxed);
+        }
     }
 
     async fn receive(&self, instance: &str, bus: &EventBus) -> redis::RedisResult<()> {
@@ -191,6 +217,7 @@ impl RedisLink {
                 })??;
         pubsub.subscribe(EVENTS_CHANNEL).await?;
         self.mark(true, None);
+        self.set_subscribed(true);
         tracing::info!(redis = %self.label, "receiving other instances' events");
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
@@ -236,7 +263,7 @@ type SessionResult<T> =
 
 fn unreachable_error() -> rmcp::transport::streamable_http_server::session::store::SessionStoreError
 {
-    "Redis did not answer".into()
+    "Redis, where sessions are kept, did not answer".into()
 }
 
 #[async_trait::async_trait]
@@ -255,6 +282,7 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for S
         Ok(stored.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
+    /// Best effort: while Redis is away a new session still works, on this instance.
     async fn store(
         &self,
         session_id: &str,
@@ -262,18 +290,25 @@ impl rmcp::transport::streamable_http_server::session::store::SessionStore for S
     ) -> SessionResult<()> {
         let json = serde_json::to_string(state)?;
         let mut connection = self.link.connection();
-        self.link
+        let stored = self
+            .link
             .run(connection.set_ex::<_, _, ()>(Self::key(session_id), json, self.ttl_secs))
-            .await
-            .ok_or_else(unreachable_error)
+            .await;
+        if stored.is_none() {
+            tracing::warn!(
+                session_id,
+                "Redis is away: this session lives on this instance only"
+            );
+        }
+        Ok(())
     }
 
+    /// Best effort: an entry left behind expires with its TTL.
     async fn delete(&self, session_id: &str) -> SessionResult<()> {
         let mut connection = self.link.connection();
         self.link
             .run(connection.del::<_, i64>(Self::key(session_id)))
-            .await
-            .map(|_| ())
-            .ok_or_else(unreachable_error)
+            .await;
+        Ok(())
     }
 }

@@ -232,7 +232,9 @@ pub async fn spawn_http(db_url: &str, env: &[(&str, &str)]) -> (tokio::process::
     cmd.args(["serve", "--http", &format!("127.0.0.1:{port}")])
         .env("DATABASE_URL", db_url)
         .env_remove("ARES_ADMIN_TOKEN")
-        .stderr(std::process::Stdio::piped());
+        .stderr(std::process::Stdio::piped())
+        // A test that fails before it stops the server must not leave it running.
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
