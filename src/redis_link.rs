@@ -40,12 +40,12 @@ impl std::fmt::Debug for RedisLink {
     }
 }
 
-/// An event as it travels between instances.
+/// One commit's events as they travel between instances.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
-    /// The instance that committed it; it does not take its own events back.
+    /// The instance that committed them; it does not take its own events back.
     instance: String,
-    event: Event,
+    events: Vec<Event>,
 }
 
 impl RedisLink {
@@ -154,12 +154,15 @@ impl RedisLink {
         }
     }
 
-    /// Tells the other instances about `event` (best effort: an instance that misses it
-    /// still serves the truth from the database).
-    pub async fn publish(&self, instance: &str, event: &Event) {
+    /// Tells the other instances about one commit's events, in one message (best effort:
+    /// an instance that misses them still serves the truth from the database).
+    pub async fn publish(&self, instance: &str, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
         let envelope = Envelope {
             instance: instance.to_string(),
-            event: event.clone(),
+            events: events.to_vec(),
         };
         let Ok(payload) = serde_json::to_string(&envelope) else {
             return;
@@ -226,7 +229,9 @@ impl RedisLink {
             };
             match serde_json::from_str::<Envelope>(&payload) {
                 Ok(envelope) if envelope.instance != instance => {
-                    bus.publish(Arc::new(envelope.event));
+                    for event in envelope.events {
+                        bus.publish(Arc::new(event));
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "an unreadable event on {EVENTS_CHANNEL}"),

@@ -151,11 +151,10 @@ impl Ares {
         committed?;
         // Other instances hear of it through Redis; while Redis is away they serve what the
         // database says and their subscribers miss the live update, never the data.
-        let redis = self.redis.as_ref().filter(|r| r.is_up());
+        if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
+            redis.publish(&self.instance, &events).await;
+        }
         for event in events {
-            if let Some(redis) = redis {
-                redis.publish(&self.instance, &event).await;
-            }
             self.events.publish(Arc::new(event));
         }
         Ok(())
