@@ -84,6 +84,8 @@ pub struct Gate {
     /// Microseconds between requests at the configured rate, and the burst.
     interval_us: u64,
     burst: u32,
+    /// [`SHARED_LIMIT`], hashed once.
+    limit_script: redis::Script,
 }
 
 impl Gate {
@@ -106,6 +108,7 @@ impl Gate {
             shared: None,
             interval_us: 1_000_000 / u64::from(rate.get()),
             burst: burst.get(),
+            limit_script: redis::Script::new(SHARED_LIMIT),
         }
     }
 
@@ -119,8 +122,7 @@ impl Gate {
     async fn over_limit(&self, key_id: &str) -> Option<Duration> {
         if let Some(shared) = self.shared.as_ref().filter(|s| s.ready()) {
             let mut connection = shared.link.connection();
-            let script = redis::Script::new(SHARED_LIMIT);
-            let mut invocation = script.key(format!("ares:rate:{key_id}"));
+            let mut invocation = self.limit_script.key(format!("ares:rate:{key_id}"));
             invocation.arg(self.interval_us).arg(self.burst);
             let answer: Option<u64> = shared
                 .link

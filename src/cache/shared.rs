@@ -67,6 +67,8 @@ pub(super) struct Shared {
     missed: Mutex<HashSet<Entry>>,
     /// A background task is retrying them.
     retrying: AtomicBool,
+    /// [`STORE_IF_CURRENT`], hashed once.
+    store_if_current: redis::Script,
 }
 
 impl Shared {
@@ -75,6 +77,7 @@ impl Shared {
             redis: RedisUse::new(link),
             missed: Mutex::default(),
             retrying: AtomicBool::new(false),
+            store_if_current: redis::Script::new(STORE_IF_CURRENT),
         }
     }
 
@@ -106,8 +109,7 @@ impl Shared {
         json: String,
     ) {
         let mut connection = self.redis.link.connection();
-        let script = redis::Script::new(STORE_IF_CURRENT);
-        let mut invocation = script.key(entry.key());
+        let mut invocation = self.store_if_current.key(entry.key());
         invocation
             .key(entry.generation_key())
             .arg(generation.unwrap_or_default())
