@@ -266,6 +266,32 @@ async fn redis_never_keeps_a_read_that_a_write_overtook_and_keeps_the_rest_for_t
     assert_eq!(served, 0.75, "served from Redis, not loaded again");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_taken_back_from_its_agent_empties_that_agents_cached_figures() {
+    // In process this time (no Redis): the same invalidation, the other cache.
+    let db = TestDatabase::sqlite().await;
+    let server = HttpServer::start(&db.url).await;
+    let mcp = Mcp::http(&server.base).await;
+    let agent = register(&mcp, "holder").await;
+    let task = give_task(&mcp, &agent).await;
+    let held = reliability(&mcp, &agent).await;
+    assert_eq!(held["tasks_assigned"], 1);
+
+    // The rollback's batch names the task, no longer the agent: the agent is found as the
+    // task's previous holder.
+    mcp.call(
+        "rollback_task",
+        json!({ "task_id": task["id"], "reason": "wrong host" }),
+    )
+    .await;
+    let after = reliability(&mcp, &agent).await;
+    assert_eq!(after["tasks_assigned"], 0, "{after}");
+    assert_ne!(after["computed_at"], held["computed_at"]);
+
+    mcp.close().await;
+    server.stop().await;
+}
+
 /// What a burst of requests met.
 struct Burst {
     passed: usize,
