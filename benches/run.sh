@@ -3,8 +3,9 @@
 # references (bare rmcp with one trivial tool, bare rmcp + sqlx with one INSERT per call,
 # pgbench single-row inserts), on SQLite and — if it answers — PostgreSQL.
 #
-#   benches/run.sh                 # everything, ~15 minutes on 2 cores (100× seeding included)
-#   QUICK=1 benches/run.sh         # 1× only, shorter runs
+#   benches/run.sh                 # everything but 100×, ~15 minutes on 2 cores
+#   QUICK=1 benches/run.sh         # 1× only
+#   SCALE100=1 benches/run.sh      # also 100× (seeding it takes a long time: see BENCHMARKS.md)
 #   PG_URL=postgres://postgres@127.0.0.1:5432 benches/run.sh
 #
 # Writes benches/results/<UTC time>/: one JSON file per run (ares-bench --json), pgbench's
@@ -13,9 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-12}
+DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 C=${C:-16}
+# Tasks the submit workload prepares; creating them costs more the more are open, so keep
+# it near what one run uses.
+TASKS=${TASKS:-8000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=benches/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -33,7 +37,7 @@ ulimit -n "$(ulimit -Hn)" || true
 
 {
   echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' (src modified)')"
+  echo "commit: $(cat BENCH_COMMIT 2>/dev/null || git rev-parse --short HEAD)"
   echo "cores: $(nproc)"
   grep -m1 'model name' /proc/cpuinfo
   grep MemTotal /proc/meminfo
@@ -47,7 +51,7 @@ run() {
   shift
   echo "== $name" | tee -a "$OUT/summary.txt"
   "$BENCH" --spawn --json --duration "$DURATION" --warmup "$WARMUP" --concurrency "$C" \
-    --seed-cache "$SEEDS" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" ||
+    --seed-cache "$SEEDS" --tasks "$TASKS" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" ||
     echo "FAILED: see $OUT/$name.log" | tee -a "$OUT/summary.txt"
   # The last table ares-bench printed (after the blank line) is the run's summary.
   awk 'BEGIN{p=0} /^$/{p=1; next} p' "$OUT/$name.log" | tee -a "$OUT/summary.txt"
@@ -64,11 +68,21 @@ run mix-sqlite --workload mix
 run mix-per-request-sqlite --workload mix --protocol per-request
 run mix-open-1000-sqlite --workload mix --rate 1000
 if [ -z "${QUICK:-}" ]; then
-  for s in 10 100; do
+  for s in 10 ${SCALE100:+100}; do
     run "scale-${s}x-sqlite" --scale "$s" --workload submit,reliability-cached,mix
   done
 fi
 run idle-sqlite --workload idle
+# The same idle sessions held by the bare rmcp server, for comparison.
+REF_PORT=${REF_PORT:-18091}
+"$TARGET/release/examples/bench_ref" --mode trivial --addr "127.0.0.1:$REF_PORT" 2>/dev/null &
+REF_PID=$!
+sleep 1
+echo "== idle-ref (bare rmcp)" | tee -a "$OUT/summary.txt"
+"$BENCH" --url "http://127.0.0.1:$REF_PORT" --server-pid "$REF_PID" --workload idle --json \
+  >"$OUT/idle-ref.json" 2>"$OUT/idle-ref.log" || echo "FAILED: see $OUT/idle-ref.log"
+awk 'BEGIN{p=0} /^$/{p=1; next} p' "$OUT/idle-ref.log" | tee -a "$OUT/summary.txt"
+kill "$REF_PID"
 
 # --- PostgreSQL -----------------------------------------------------------------------
 if pg_isready -d "$PG_URL" -q 2>/dev/null; then

@@ -266,6 +266,7 @@ impl Bench {
         if kind == Kind::Submit {
             bench.prepare_submissions(setup).await?;
         }
+        bench.stagger(setup.parallel).await;
         Ok(bench)
     }
 
@@ -299,6 +300,25 @@ impl Bench {
             .collect::<Result<_, _>>()?;
         self.slots = prepared;
         Ok(())
+    }
+
+    /// Starts session i at step i mod the cycle's length, so the sessions are spread over
+    /// the cycle instead of all creating tasks at once, then all verifying.
+    async fn stagger(&self, parallel: usize) {
+        let cycle = match self.kind {
+            Kind::Mix => 5,
+            Kind::ReliabilityUncached => 4,
+            _ => return,
+        };
+        stream::iter(0..self.slots.len())
+            .map(|i| async move {
+                for _ in 0..i % cycle {
+                    self.step(i).await;
+                }
+            })
+            .buffer_unordered(parallel)
+            .collect::<Vec<_>>()
+            .await;
     }
 
     pub fn slots(&self) -> usize {
