@@ -965,8 +965,11 @@ async fn open_tasks_are_counted_per_agent(db: &TestDatabase) {
         },
     )
     .await;
-    let counts = store.open_task_counts().await.unwrap();
+    let counts = store.open_task_counts(None).await.unwrap();
     assert_eq!(counts, HashMap::from([(a.id, 3), (b.id, 1)]));
+    let of_b = store.open_task_counts(Some(&[b.id])).await.unwrap();
+    assert_eq!(of_b, HashMap::from([(b.id, 1)]));
+    assert!(store.open_task_counts(Some(&[])).await.unwrap().is_empty());
     assert_eq!(
         store.open_tasks_of(a.id).await.unwrap(),
         a_tasks[..3].to_vec()
@@ -1249,7 +1252,7 @@ async fn concurrent_commits_all_land(db: &TestDatabase) {
             .len(),
         20
     );
-    assert_eq!(store.open_task_counts().await.unwrap()[&a.id], 21);
+    assert_eq!(store.open_task_counts(None).await.unwrap()[&a.id], 21);
 }
 
 async fn data_survives_closing_and_reopening(db: &TestDatabase) {

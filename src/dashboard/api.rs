@@ -136,7 +136,7 @@ pub async fn dashboard(State(live): State<Live>) -> Result<Json<Dashboard>, Refu
         store.list_tasks(&all_tasks, first(TASKS)),
         store.list_actions(&all_actions, first(ACTIONS)),
         store.latest_events(EVENTS),
-        store.open_task_counts(),
+        store.open_task_counts(None),
         live.ares.health(),
     );
     let (agents, open) = (agents?, open?);

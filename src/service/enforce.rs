@@ -174,7 +174,7 @@ impl Ares {
         now: DateTime<Utc>,
     ) -> AresResult<Value> {
         let mut moves = Vec::new();
-        let mut load = self.store.open_task_counts().await?;
+        let mut load = self.store.open_task_counts(None).await?;
         for mut task in self.store.open_tasks_of(agent.id).await? {
             if task.status == TaskStatus::Submitted {
                 continue; // its evidence is in; the verdict decides

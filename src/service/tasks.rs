@@ -275,7 +275,8 @@ impl Ares {
             .store
             .capable_agents(&task.required_capabilities)
             .await?;
-        let load = self.store.open_task_counts().await?;
+        let ids: Vec<Uuid> = candidates.iter().map(|a| a.id).collect();
+        let load = self.store.open_task_counts(Some(&ids)).await?;
         Ok(crate::routing::choose(
             &candidates,
             &task.required_capabilities,
@@ -309,7 +310,7 @@ impl Ares {
                 missing.join(", ")
             )));
         }
-        let load = self.store.open_task_counts().await?;
+        let load = self.store.open_task_counts(Some(&[agent.id])).await?;
         let open = load.get(&agent.id).copied().unwrap_or(0);
         let already_holds = task.agent_id == Some(agent.id) && task.status.is_open();
         if !already_holds && open >= i64::from(agent.effective_limit()) {

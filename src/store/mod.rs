@@ -198,8 +198,9 @@ pub trait Store: Send + Sync + 'static {
     async fn tasks(&self, ids: &[Uuid]) -> StoreResult<Vec<Task>>;
     /// Tasks newest first.
     async fn list_tasks(&self, filter: &TaskFilter, page: Page) -> StoreResult<Listed<Task>>;
-    /// Open (assigned, in progress, submitted) tasks per agent.
-    async fn open_task_counts(&self) -> StoreResult<HashMap<Uuid, i64>>;
+    /// Open (assigned, in progress, submitted) tasks per agent: of these agents, or of all
+    /// when None.
+    async fn open_task_counts(&self, agents: Option<&[Uuid]>) -> StoreResult<HashMap<Uuid, i64>>;
     /// An agent's open tasks, oldest first.
     async fn open_tasks_of(&self, agent_id: Uuid) -> StoreResult<Vec<Task>>;
     /// Tasks whose `depends_on` names `task_id`.

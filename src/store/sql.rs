@@ -438,6 +438,17 @@ impl Backend {
                     what,
                 )
                 .await?;
+                // A task's dependencies are fixed when it is created.
+                for dependency in &task.depends_on {
+                    self.exec(
+                        tx,
+                        "INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)",
+                        vec![task.id.into(), (*dependency).into()],
+                        OnUnique::Conflict,
+                        format!("record that task {} depends on {dependency}", task.id),
+                    )
+                    .await?;
+                }
             }
             v if v > 1 => {
                 let updated = self
@@ -788,13 +799,21 @@ impl Store for Backend {
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND))]
-    async fn open_task_counts(&self) -> StoreResult<HashMap<Uuid, i64>> {
-        let sql = format!(
+    async fn open_task_counts(&self, agents: Option<&[Uuid]>) -> StoreResult<HashMap<Uuid, i64>> {
+        let mut sql = Sql::new(&format!(
             "SELECT agent_id, COUNT(*) AS open_tasks FROM tasks \
-             WHERE status IN ({}) AND agent_id IS NOT NULL GROUP BY agent_id",
+             WHERE status IN ({}) AND agent_id IS NOT NULL",
             status_list(&TaskStatus::OPEN)
-        );
-        let rows = sqlx::query(&sql)
+        ));
+        if let Some(agents) = agents {
+            if agents.is_empty() {
+                return Ok(HashMap::new());
+            }
+            let placeholders: Vec<String> = agents.iter().map(|id| sql.arg(*id)).collect();
+            sql.push(&format!(" AND agent_id IN ({})", placeholders.join(", ")));
+        }
+        sql.push(" GROUP BY agent_id");
+        let rows = query(&sql.text, sql.args)
             .fetch_all(self.reader())
             .await
             .map_err(|e| self.fail(e, "count open tasks"))?;
@@ -822,11 +841,12 @@ impl Store for Backend {
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
     async fn dependents_of(&self, task_id: Uuid) -> StoreResult<Vec<Task>> {
-        let sql = format!(r"{TASK_COLUMNS} WHERE depends_on LIKE $1 ESCAPE '\' ORDER BY seq ASC");
         self.fetch_items(
             "tasks",
-            &sql,
-            vec![element_pattern(&task_id.to_string()).into()],
+            "SELECT t.seq, t.id AS rid, t.body FROM tasks t \
+             JOIN task_dependencies d ON d.task_id = t.id \
+             WHERE d.depends_on = $1 ORDER BY t.seq ASC",
+            vec![task_id.into()],
         )
         .await
     }

@@ -83,7 +83,11 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the directory of {}", path.display()))?;
         }
-        let options = options.journal_mode(SqliteJournalMode::Wal);
+        // Memory-mapped reads: a reader whose page cache another connection's commit
+        // invalidated reads the file through the OS page cache instead of read() calls.
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("mmap_size", "268435456");
 
         // The writer opens first so the file exists and is in WAL mode before readers come.
         let write = SqlitePoolOptions::new()
