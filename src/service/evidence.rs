@@ -105,6 +105,7 @@ impl Ares {
     pub async fn submit_evidence(&self, req: SubmitEvidence) -> AresResult<Receipt> {
         evidence::validate_items(&req.evidence)?;
         let scope = format!("submit_evidence:{}", req.agent_id);
+        let _turn = self.task_locks.lock(req.task_id).await;
         self.idempotent(&scope, req.idempotency_key.as_deref(), &req, || async {
             let now = self.now();
             let mut task = self.task(req.task_id).await?;

@@ -19,6 +19,7 @@ pub mod enforce;
 pub mod evidence;
 pub mod health;
 pub mod keys;
+pub mod locks;
 pub mod progress;
 pub mod reliability;
 pub mod sweep;
@@ -51,6 +52,8 @@ pub struct Ares {
     pub instance: String,
     /// Redis, when configured: events to other instances, sessions, cache, rate limits.
     pub redis: Option<crate::redis_link::RedisLink>,
+    /// Turns for calls that change the same task (see [`locks`]).
+    pub task_locks: Arc<locks::KeyedLocks>,
     /// How long events and reliability snapshots are kept.
     pub retention: sweep::Retention,
     /// What `/metrics` exports; its counters follow `events`.
@@ -72,6 +75,7 @@ impl Ares {
             downstream: None,
             events: crate::events::EventBus::default(),
             retention: sweep::Retention::default(),
+            task_locks: Arc::default(),
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             redis: None,
             metrics: Arc::default(),
@@ -167,12 +171,17 @@ impl Ares {
         F: FnMut() -> Fut,
         Fut: Future<Output = AresResult<T>>,
     {
-        let mut attempt = 0;
+        // Within this process calls on one task take turns (`task_locks`); what is left is
+        // other instances writing the same record. A random wait, growing to at most 64 ms,
+        // keeps two instances from retrying in lockstep; 16 tries bound the whole at ~1 s.
+        let mut attempt = 0u32;
         loop {
             match op().await {
-                Err(AresError::Conflict) if attempt < 8 => {
+                Err(AresError::Conflict) if attempt < 16 => {
                     attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                    let ceiling = 2u64 << attempt.min(5);
+                    let wait = 1 + getrandom::u64().unwrap_or(ceiling) % ceiling;
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
                 other => return other,
             }

@@ -42,6 +42,9 @@ pub struct VerificationReport {
 impl Ares {
     #[tracing::instrument(skip_all, fields(task_id = %req.task_id))]
     pub async fn verify_task(&self, req: VerifyTask) -> AresResult<VerificationReport> {
+        // Verifications of one task take turns: only one can find it `submitted`, and the
+        // rest learn so at once instead of each reading the whole evidence chain first.
+        let _turn = self.task_locks.lock(req.task_id).await;
         // Ground-truth checks run once, outside the retry loop: they are slow and
         // side-effect free; only the commit is retried.
         let task = self.task(req.task_id).await?;
