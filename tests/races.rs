@@ -91,17 +91,23 @@ async fn at_once(
     results
 }
 
+/// An agent, and a task assigned to it.
+async fn agent_with_task(admin: &Mcp) -> (Value, Value) {
+    let agent = register(admin, &["rust"]).await;
+    let task = admin
+        .call(
+            "create_task",
+            json!({ "description": "contended", "criteria": [{ "type": "tests_pass" }], "agent_id": agent["id"] }),
+        )
+        .await;
+    (agent, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_idempotency_key_sent_three_times_at_once_writes_once() {
     let pair = pair().await;
     let admin = Mcp::http(&pair.bases[0]).await;
-    let agent = register(&admin, &["rust"]).await;
-    let task = admin
-        .call(
-            "create_task",
-            json!({ "description": "once", "criteria": [{ "type": "tests_pass" }], "agent_id": agent["id"] }),
-        )
-        .await;
+    let (agent, task) = agent_with_task(&admin).await;
     let submission = json!({
         "task_id": task["id"], "agent_id": agent["id"], "idempotency_key": "retry-1",
         "evidence": [{ "kind": "test_results", "passed": 3, "failed": 0 }]
@@ -137,13 +143,7 @@ async fn one_idempotency_key_sent_three_times_at_once_writes_once() {
 async fn a_thousand_concurrent_calls_on_one_task_yield_one_chain_and_one_verdict() {
     let pair = pair().await;
     let admin = Mcp::http(&pair.bases[0]).await;
-    let agent = register(&admin, &["rust"]).await;
-    let task = admin
-        .call(
-            "create_task",
-            json!({ "description": "contended", "criteria": [{ "type": "tests_pass" }], "agent_id": agent["id"] }),
-        )
-        .await;
+    let (agent, task) = agent_with_task(&admin).await;
 
     let (task_id, agent_id) = (task["id"].clone(), agent["id"].clone());
     let submitted = at_once(&pair, 20, 1000, "submit_evidence", |i| {

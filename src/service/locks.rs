@@ -46,8 +46,9 @@ impl KeyedLocks {
         lock.lock_owned().await
     }
 
-    /// Keys with a live lock (for tests).
-    pub fn live(&self) -> usize {
+    /// Keys with a live lock.
+    #[cfg(test)]
+    fn live(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
