@@ -517,6 +517,30 @@ async fn agent_keys_read_only_their_own_resources() {
         .await
         .unwrap_err();
     assert!(error_code(refused).1.contains("forbidden"));
+
+    // Listening (2026-07-28) to a resource the key may not read ends with the refusal.
+    let (handler, _told) = recorder();
+    let per_request = handler
+        .serve_with_lifecycle(
+            transport(&server.base, &key),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover as the agent");
+    let filter = SubscriptionFilter::builder()
+        .resource_subscriptions(["ares://agents"])
+        .build();
+    let refusal = match per_request.peer().listen(filter).await {
+        Err(e) => e.to_string(),
+        Ok(mut subscription) => {
+            let end = tokio::time::timeout(Duration::from_secs(2), subscription.next()).await;
+            format!("{end:?}")
+        }
+    };
+    assert!(refusal.contains("forbidden"), "{refusal}");
+    per_request.cancel().await.unwrap();
     client.cancel().await.unwrap();
     admin.close().await;
     server.stop().await;
