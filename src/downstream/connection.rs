@@ -37,6 +37,9 @@ const INHERITED_ENV: [&str; 10] = [
 ];
 /// Lines of a child's stderr kept to explain why it died.
 const STDERR_LINES: usize = 5;
+/// Bytes of one stderr line kept; the rest of a longer line is read and dropped, so a
+/// server that writes endlessly without a newline costs no memory.
+const STDERR_LINE_BYTES: usize = 1200;
 
 /// A live MCP session with the server.
 pub struct Session {
@@ -496,15 +499,47 @@ async fn keep_stderr(
     err: tokio::process::ChildStderr,
     tail: Arc<StdMutex<VecDeque<String>>>,
 ) {
-    let mut lines = BufReader::new(err).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(server = %server, "{line}");
-        if let Ok(mut tail) = tail.lock() {
-            if tail.len() == STDERR_LINES {
-                tail.pop_front();
+    let mut reader = BufReader::new(err);
+    let mut line = Vec::with_capacity(STDERR_LINE_BYTES);
+    let mut cut = false;
+    loop {
+        let (taken, ended) = match reader.fill_buf().await {
+            Ok(chunk) if !chunk.is_empty() => {
+                let newline = chunk.iter().position(|b| *b == b'\n');
+                let taken = newline.map_or(chunk.len(), |i| i + 1);
+                let room = STDERR_LINE_BYTES - line.len();
+                let text = &chunk[..newline.unwrap_or(taken)];
+                cut |= text.len() > room;
+                line.extend_from_slice(&text[..text.len().min(room)]);
+                (taken, newline.is_some())
             }
-            tail.push_back(line.chars().take(300).collect());
+            _ => break,
+        };
+        reader.consume(taken);
+        if ended {
+            keep_line(&server, &line, cut, &tail);
+            line.clear();
+            cut = false;
         }
+    }
+    if !line.is_empty() {
+        keep_line(&server, &line, cut, &tail);
+    }
+}
+
+fn keep_line(server: &str, line: &[u8], cut: bool, tail: &StdMutex<VecDeque<String>>) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\r');
+    tracing::debug!(server = %server, cut, "{line}");
+    if let Ok(mut tail) = tail.lock() {
+        if tail.len() == STDERR_LINES {
+            tail.pop_front();
+        }
+        let mut kept: String = line.chars().take(300).collect();
+        if cut || kept.len() < line.len() {
+            kept.push('…');
+        }
+        tail.push_back(kept);
     }
 }
 

@@ -2,8 +2,10 @@
 //! child process) or streamable HTTP (the server on port 0), on a fresh database.
 #![allow(dead_code)]
 
+pub mod acked;
 pub mod db;
 pub mod ground_truth;
+pub mod postgres;
 pub mod redis;
 pub mod scenarios;
 
