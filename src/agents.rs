@@ -42,6 +42,7 @@ pub struct Agent {
     /// Base64 of the agent's 32-byte ed25519 public key, when it signs its evidence.
     pub public_key: Option<String>,
     /// Free-form configuration the agent registered with.
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub configuration: Value,
     /// How many open tasks the agent takes at once.
     pub max_concurrent_tasks: i32,

@@ -60,6 +60,7 @@ pub struct Anomaly {
     /// What was seen, in words.
     pub detail: String,
     /// The numbers behind it: observed value, baseline mean and spread, threshold.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub numbers: serde_json::Value,
     /// What to do about it, in plain words.
     pub recommendation: String,

@@ -53,8 +53,11 @@ pub struct EnforcementAction {
     pub reason: String,
     pub triggered_by: Trigger,
     /// The numbers behind the decision (scores, streaks, limits).
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub metrics: Value,
-    /// For escalation: where each open task went, `[{task_id, from, to}]`.
+    /// For escalation: where each open task went, `{moves: [{task_id, from, to}]}`; otherwise
+    /// the agent's throttle limit and status afterwards.
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub details: Value,
     /// When a suspension ends on its own.
     pub expires_at: Option<DateTime<Utc>>,

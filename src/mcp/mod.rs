@@ -1,7 +1,12 @@
 //! The MCP face of ARES: one handler, served the same over stdio and streamable HTTP.
 
 pub mod access;
+pub mod completions;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod errors;
+pub mod portable;
+pub mod prompts;
 pub mod resources;
 pub mod summaries;
 pub mod tools;
@@ -11,7 +16,8 @@ use crate::audit::{Actor, CallContext};
 use crate::auth::Caller;
 use crate::service::Ares;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
     SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
@@ -64,11 +70,19 @@ impl ServerHandler for AresServer {
         info.name = "ares".into();
         info.version = env!("CARGO_PKG_VERSION").into();
         info.title = Some("ARES — Agent Reliability Enforcement System".into());
-        let capabilities = ServerCapabilities::builder()
+        #[allow(unused_mut)]
+        let mut capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_resources()
             .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_completions()
             .build();
+        // The conformance suite tests MCP logging, which ARES itself does not use.
+        #[cfg(feature = "conformance")]
+        {
+            capabilities.logging = Some(Default::default());
+        }
         ServerConfig::new(capabilities)
             .with_server_info(info)
             .with_instructions(INSTRUCTIONS)
@@ -79,11 +93,65 @@ impl ServerHandler for AresServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(TOOLS.clone()))
+        #[allow(unused_mut)]
+        let mut tools = TOOLS.clone();
+        #[cfg(feature = "conformance")]
+        tools.extend(conformance::tools());
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
+        #[cfg(feature = "conformance")]
+        if conformance::is_tool(name) {
+            return conformance::tools().into_iter().find(|t| t.name == name);
+        }
         TOOLS.iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        #[allow(unused_mut)]
+        let mut listed = prompts::list();
+        #[cfg(feature = "conformance")]
+        listed.extend(conformance::prompts());
+        Ok(ListPromptsResult::with_all_items(listed))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        #[cfg(feature = "conformance")]
+        if conformance::is_prompt(&request.name) {
+            let args = request.arguments.unwrap_or_default();
+            return conformance::get_prompt(&request.name, &args).map(Into::into);
+        }
+        let caller = caller_of(&context);
+        prompts::get(&self.ares, &caller, &request.name, request.arguments)
+            .await
+            .map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        completions::complete(&self.ares, &caller_of(&context), &request).await
+    }
+
+    #[cfg(feature = "conformance")]
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     /// A session begins (stdio, or HTTP with the handshake; per-request clients have none).
@@ -103,7 +171,11 @@ impl ServerHandler for AresServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(resources::list()))
+        #[allow(unused_mut)]
+        let mut listed = resources::list();
+        #[cfg(feature = "conformance")]
+        listed.extend(conformance::resources());
+        Ok(ListResourcesResult::with_all_items(listed))
     }
 
     async fn list_resource_templates(
@@ -111,9 +183,11 @@ impl ServerHandler for AresServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            resources::templates(),
-        ))
+        #[allow(unused_mut)]
+        let mut listed = resources::templates();
+        #[cfg(feature = "conformance")]
+        listed.extend(conformance::templates());
+        Ok(ListResourceTemplatesResult::with_all_items(listed))
     }
 
     async fn read_resource(
@@ -121,6 +195,10 @@ impl ServerHandler for AresServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        #[cfg(feature = "conformance")]
+        if let Some(fixture) = conformance::read_resource(&request.uri) {
+            return fixture.map(Into::into);
+        }
         let caller = caller_of(&context);
         resources::read(&self.ares, &caller, &request.uri)
             .await
@@ -135,6 +213,10 @@ impl ServerHandler for AresServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        #[cfg(feature = "conformance")]
+        if conformance::read_resource(&request.uri).is_some() {
+            return Ok(());
+        }
         let caller = caller_of(&context);
         resources::read(&self.ares, &caller, &request.uri).await?;
         self.subscriptions
@@ -205,6 +287,13 @@ impl ServerHandler for AresServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        #[cfg(feature = "conformance")]
+        if conformance::is_tool(&request.name) {
+            let args = request.arguments.unwrap_or_default();
+            return conformance::call_tool(&request.name, &args, &context)
+                .await
+                .map(Into::into);
+        }
         let known = TOOLS.iter().any(|t| t.name == request.name);
         let _timer = self
             .ares

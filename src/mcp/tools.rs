@@ -30,11 +30,11 @@ fn respond<T: Serialize + Summary>(
 
 macro_rules! tools {
     ($( $name:literal, $read_only:literal, $input:ty => $output:ty, $desc:literal, |$ares:ident, $p:ident $(, $raw:ident)?| $call:expr ;)*) => {
-        /// Every tool ARES offers, with input and output schemas.
+        /// Every tool ARES offers, with input and output schemas (in their portable spelling).
         pub fn list() -> Vec<Tool> {
             vec![$(
-                Tool::new($name, $desc, schema_for_type::<$input>())
-                    .with_raw_output_schema(schema_for_output::<$output>())
+                Tool::new($name, $desc, super::portable::schema(schema_for_type::<$input>()))
+                    .with_raw_output_schema(super::portable::schema(schema_for_output::<$output>()))
                     .with_annotations(annotations($read_only)),
             )*]
         }

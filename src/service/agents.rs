@@ -24,6 +24,7 @@ pub struct RegisterAgent {
     pub public_key: Option<String>,
     /// Free-form configuration object kept with the agent.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub configuration: Option<Value>,
     /// How many open tasks the agent takes at once (1-1000, default 5).
     #[serde(default)]
@@ -74,6 +75,7 @@ pub struct UpdateAgent {
     pub capabilities: Option<Vec<String>>,
     /// Replaces the agent's configuration object.
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub configuration: Option<Value>,
     /// Replaces the agent's ed25519 public key (base64 of 32 bytes).
     #[serde(default)]
