@@ -142,10 +142,16 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
     crate::metrics::feed::watch(&ares);
     // The gate runs before rmcp sees the request: nothing is read or allocated for a
     // request without a valid key.
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            options.max_body_bytes,
+            explain_malformed,
+        ));
     let protected = Router::new()
         .route("/metrics", get(crate::metrics::scrape))
         .with_state(ares.clone())
-        .nest_service("/mcp", mcp)
+        .merge(mcp)
         .merge(dashboard.protected)
         .layer(axum::middleware::from_fn_with_state(gate, require_key));
     Router::new()
@@ -179,6 +185,104 @@ async fn delete_answers_no_content(
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
+}
+
+/// rmcp turns away a POSTed body it cannot decode with 415 and serde's bare message
+/// ("unrecognized JSON-RPC message"), and an `initialize` whose params do not decode with
+/// "Session ID is required". Both become 400 with a JSON-RPC error saying what is wrong
+/// (see [`crate::mcp::wire::malformed_message`]). The body is read here, within the same
+/// limit rmcp applies, so it can be examined when rmcp refuses it.
+async fn explain_malformed(
+    State(max_body_bytes): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_within(body, max_body_bytes).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let json_body = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    let sessionless = !parts.headers.contains_key("mcp-session-id");
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body.clone()));
+    let response = next.run(request).await;
+    let plain_text = !response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE);
+    let (id, error) = match response.status() {
+        // With a JSON Content-Type, rmcp's 415 means the body did not decode.
+        StatusCode::UNSUPPORTED_MEDIA_TYPE if json_body => {
+            crate::mcp::wire::malformed_message(&body)
+        }
+        StatusCode::BAD_REQUEST if sessionless && plain_text => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(m) if m["method"] == "initialize" => (
+                    m.get("id").cloned(),
+                    crate::mcp::wire::unroutable_request("initialize", m.get("params")),
+                ),
+                _ => return response,
+            }
+        }
+        _ => return response,
+    };
+    let answer = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
+    (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response()
+}
+
+/// How much of an oversized body is read and discarded (times the limit), and for how long.
+const DRAIN_FACTOR: usize = 4;
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The whole body, or 413 past `max` bytes (rmcp's words) and 400 if it breaks off.
+///
+/// An oversized body is read on and thrown away, up to [`DRAIN_FACTOR`] times the limit and
+/// for [`DRAIN_FOR`], before the 413 goes out (nginx's "lingering close"): closing on a
+/// client still sending makes its kernel drop the answer, and the client sees a reset
+/// instead of the refusal. Beyond that the connection closes. Nothing is kept.
+async fn read_within(
+    body: axum::body::Body,
+    max: usize,
+) -> Result<axum::body::Bytes, axum::response::Response> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            let message = format!("Bad Request: the body broke off: {e}");
+            (StatusCode::BAD_REQUEST, message).into_response()
+        })?;
+        if chunk.len() > max.saturating_sub(collected.len()) {
+            drop(collected);
+            let mut left = max.saturating_mul(DRAIN_FACTOR);
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    left = match left.checked_sub(chunk.len()) {
+                        Some(left) => left,
+                        None => return,
+                    };
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+            let message = format!("Payload Too Large: request body exceeds {max} bytes");
+            let close = [(axum::http::header::CONNECTION, "close")];
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, close, message).into_response());
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.into())
 }
 
 async fn health(State(ares): State<Arc<Ares>>) -> impl IntoResponse {
