@@ -270,7 +270,9 @@ async fn steady_client(
                     failed_before = true;
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
-                Outcome::Refused(why) if failed_before && why.contains("verified") => {
+                Outcome::Refused(why)
+                    if failed_before && why.contains("only a `submitted` task can be verified") =>
+                {
                     // The attempt answered "unavailable" had committed after all.
                     ledger.lock().unwrap().applied_despite_error += 1;
                     break;
@@ -668,6 +670,15 @@ async fn probe(
     (health_max, reliability_max, asked)
 }
 
+/// Whether the process exists and is not a zombie.
+fn running(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(") ")
+            .next()
+            .is_some_and(|rest| !rest.starts_with('Z'))
+    })
+}
+
 /// Resident memory of a process, from /proc.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -915,6 +926,20 @@ async fn a_downstream_server_that_dies_hangs_or_floods_degrades_only_the_criteri
         figures.join(" | ")
     );
     assert!(survival.lost.is_empty(), "lost: {:?}", survival.lost);
+    // Every session ARES gave up on took its process with it: only the current one runs.
+    let current = std::fs::read_to_string(&pidfile).unwrap();
+    let starts = std::fs::read_to_string(ws.scratch.join("starts.log")).unwrap();
+    let replaced: Vec<&str> = starts.lines().filter(|p| *p != current.trim()).collect();
+    assert!(replaced.len() >= 3, "{SERVER} was restarted: {starts}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(alive) = replaced.iter().find(|pid| running(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "{SERVER} process {alive} outlived its session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running(current.trim()));
 
     let (code, _) = terminate(server).await;
     assert_eq!(code, Some(0), "{}", shown(&stderr));

@@ -496,7 +496,7 @@ async fn open(config: &ServerConfig) -> anyhow::Result<Session> {
 
 async fn keep_stderr(
     server: String,
-    err: tokio::process::ChildStderr,
+    err: impl tokio::io::AsyncRead + Unpin,
     tail: Arc<StdMutex<VecDeque<String>>>,
 ) {
     let mut reader = BufReader::new(err);
@@ -565,6 +565,18 @@ pub fn args(pairs: &[(&str, serde_json::Value)]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stderr_without_newlines_is_kept_to_a_short_tail_not_buffered_whole() {
+        let mut flood = vec![b'e'; 8 << 20];
+        flood.extend_from_slice(b"\nlast words\r\n");
+        let tail = Arc::new(StdMutex::new(VecDeque::new()));
+        keep_stderr("s".into(), flood.as_slice(), tail.clone()).await;
+        let tail = tail.lock().unwrap();
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail[0], format!("{}…", "e".repeat(300)));
+        assert_eq!(tail[1], "last words");
+    }
 
     #[test]
     fn backoff_retries_a_crash_at_once_then_doubles_up_to_a_minute() {

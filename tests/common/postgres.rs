@@ -1,9 +1,10 @@
 //! A private PostgreSQL cluster for one test, on its own port and data directory, that the
 //! test may stop and start again (the machine's shared server on 5432 is left alone).
 //!
-//! PostgreSQL refuses to run as root, and tests do run as root here, so `initdb` and
+//! PostgreSQL refuses to run as root, and tests do run as root here, so there `initdb` and
 //! `pg_ctl` run as the `postgres` user (through `runuser`) in a temporary directory that
-//! user owns. Missing binaries fail the test with what to install: tests never skip.
+//! user owns; as any other user they run as that user. Missing binaries fail the test with
+//! what to install: tests never skip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,17 +27,17 @@ impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
         let bin = binaries();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let owner = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .expect("run chown");
-        assert!(owner.success(), "chown of {} failed", dir.path().display());
+        if is_root() {
+            let owner = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("run chown");
+            assert!(owner.success(), "chown of {} failed", dir.path().display());
+        }
         let data = dir.path().join("data");
         run_as_postgres(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join("initdb"))
+            as_postgres(&bin.join("initdb"))
                 .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
                 .arg("-D")
                 .arg(&data),
@@ -109,11 +110,8 @@ impl PrivatePostgres {
     }
 
     fn pg_ctl(&self) -> Command {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data);
+        let mut cmd = as_postgres(&self.bin.join("pg_ctl"));
+        cmd.arg("-D").arg(&self.data);
         cmd
     }
 }
@@ -151,10 +149,28 @@ fn binaries() -> PathBuf {
         )
     });
     assert!(
-        Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists(),
-        "runuser is missing (util-linux): the private PostgreSQL runs as the `postgres` user"
+        !is_root()
+            || Path::new("/usr/sbin/runuser").exists()
+            || Path::new("/sbin/runuser").exists(),
+        "runuser is missing (util-linux): as root, the private PostgreSQL runs as the `postgres` user"
     );
     bin
+}
+
+fn is_root() -> bool {
+    let id = Command::new("id").arg("-u").output().expect("run id -u");
+    String::from_utf8_lossy(&id.stdout).trim() == "0"
+}
+
+/// `program`, run as the `postgres` user when the test runs as root.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
 }
 
 fn run_as_postgres(cmd: &mut Command, what: &str) {
