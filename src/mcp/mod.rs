@@ -32,7 +32,8 @@ static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(tools::list);
 const INSTRUCTIONS: &str = "ARES checks what agents claim. Register an agent (register_agent), \
 create a task with acceptance criteria (create_task), assign it (assign_task), submit evidence \
 (submit_evidence), then verify it (verify_task); get_reliability shows how far an agent can be \
-trusted.";
+trusted. The prompt submit_complete_evidence says what evidence a task's criteria need and how \
+to sign it.";
 
 /// The MCP handler; cheap to clone, one per session.
 #[derive(Clone)]
