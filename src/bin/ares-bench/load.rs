@@ -111,7 +111,7 @@ impl Figures {
         Figures::of(Vec::new(), 0, 1.0)
     }
 
-    fn of(mut micros: Vec<u32>, errors: u64, seconds: f64) -> Figures {
+    pub fn of(mut micros: Vec<u32>, errors: u64, seconds: f64) -> Figures {
         micros.sort_unstable();
         let ms = |us: u32| f64::from(us) / 1000.0;
         let pct = |p: f64| {

@@ -11,6 +11,7 @@
 //! target/release/ares-bench --spawn --workload trivial,submit,mix
 //! target/release/ares-bench --spawn --workload mix --rate 1000
 //! target/release/ares-bench --url http://127.0.0.1:8080 --key "$KEY" --server-pid 1234 --workload trivial
+//! target/release/ares-bench --spawn --workload soak --rate 200 --duration 300 --sample-every 5
 //! ```
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ mod idle;
 mod load;
 mod procfs;
 mod report;
+mod soak;
 mod target;
 mod workloads;
 
@@ -94,6 +96,16 @@ struct Args {
     /// Sessions the idle workload opens.
     #[arg(long, default_value_t = 10_000)]
     idle_sessions: usize,
+    /// Soak: seconds between samples of the server's memory, files and connections.
+    #[arg(long, default_value_t = 5.0)]
+    sample_every: f64,
+    /// Soak: calls a session makes before it is closed and a new one opened.
+    #[arg(long, default_value_t = 10)]
+    session_calls: u64,
+    /// Soak: the most the server's anonymous memory may grow after the warm-up, in MB
+    /// (first quarter of the samples against the last); beyond it the run fails.
+    #[arg(long, default_value_t = 10.0)]
+    rss_growth_mb: f64,
     /// Print JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
@@ -123,6 +135,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         reports.push(report);
     }
     let table = report::table(&reports);
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.soak.as_ref())
+        .flat_map(|s| s.failures.clone())
+        .collect();
     if args.json {
         eprintln!("\n{table}");
         let out = serde_json::json!({ "machine": machine, "reports": reports });
@@ -132,6 +149,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "\n{} cores ({}), {} MiB\n{table}",
             machine.cores, machine.cpu, machine.memory_mib
         );
+    }
+    if !failed.is_empty() {
+        bail!("the soak exceeded its bound: {}", failed.join("; "));
     }
     Ok(())
 }
@@ -321,6 +341,7 @@ async fn measure(
         prepare_s: 0.0,
         error_samples: Vec::new(),
         idle: None,
+        soak: None,
     };
     if kind == Kind::Idle {
         let pid = target
@@ -345,6 +366,33 @@ async fn measure(
         .await?;
         report.sessions = idle.sessions;
         report.idle = Some(idle);
+        return Ok(report);
+    }
+
+    if kind == Kind::Soak {
+        let pid = target
+            .pid
+            .context("the soak needs the server's pid (--server-pid)")?;
+        let options = soak::SoakOptions {
+            rate: args.rate.unwrap_or(200.0),
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+            sample_every: Duration::from_secs_f64(args.sample_every),
+            slots: sessions,
+            session_calls: args.session_calls,
+            protocol: args.protocol,
+            rss_growth_kb: (args.rss_growth_mb * 1024.0) as u64,
+        };
+        let soak = soak::run(&target.base, target.key.as_deref(), pid, &options).await?;
+        report.mode = "open";
+        report.rate = Some(options.rate);
+        report.seconds = soak.seconds;
+        report.overall = soak.figures.clone();
+        report.server_rss_kb_start = Some(soak.before.rss_kb);
+        report.server_rss_kb_peak = Some(soak.rss_peak_kb);
+        report.server_rss_kb_end = soak.samples.last().map(|s| s.rss_kb);
+        report.error_samples = soak.error_samples.clone();
+        report.soak = Some(soak);
         return Ok(report);
     }
 

@@ -27,6 +27,51 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// A `Name:  N kB` line of /proc/<pid>/status (e.g. `RssAnon:`), in KiB.
+pub fn status_kb(pid: u32, name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Open descriptors of `pid`, and how many of them are sockets.
+pub fn open_files(pid: u32) -> Option<(u64, u64)> {
+    let mut fds = 0;
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()? {
+        let Ok(entry) = entry else { continue };
+        fds += 1;
+        if std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        {
+            sockets += 1;
+        }
+    }
+    Some((fds, sockets))
+}
+
+/// TCP connections in state ESTABLISHED whose local port is `port` (IPv4 and IPv6): the
+/// connections a server on that port holds with its clients.
+pub fn established_to(port: u16) -> u64 {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let fields: Vec<&str> = l.split_whitespace().collect();
+                    fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == "01"
+                })
+                .count() as u64
+        })
+        .sum()
+}
+
 /// CPU seconds used by every process whose command name is `name` (e.g. all PostgreSQL
 /// backends), including processes that start and end between two readings only partly.
 pub fn cpu_seconds_of(name: &str) -> f64 {

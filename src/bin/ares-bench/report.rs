@@ -3,6 +3,7 @@
 use crate::client::Protocol;
 use crate::idle::IdleReport;
 use crate::load::Figures;
+use crate::soak::SoakReport;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -36,6 +37,7 @@ pub struct Report {
     pub prepare_s: f64,
     pub error_samples: Vec<String>,
     pub idle: Option<IdleReport>,
+    pub soak: Option<SoakReport>,
 }
 
 fn mb(kb: Option<u64>) -> String {
@@ -71,6 +73,10 @@ pub fn table(reports: &[Report]) -> String {
         "RSS MB"
     );
     for r in reports {
+        if let Some(soak) = &r.soak {
+            out += &crate::soak::summary(soak);
+            continue;
+        }
         if let Some(idle) = &r.idle {
             out += &format!(
                 "{:<44} {} of {} sessions open in {:.1} s; RSS fresh {} MB, open {} MB ({:.1} KB/session), closed {} MB, after a second round {} MB\n",

@@ -31,6 +31,9 @@ pub enum Kind {
     RefInsert,
     /// Many idle sessions: server memory before, while open and after closing.
     Idle,
+    /// Minutes of the lifecycle at a fixed rate with sessions coming and going, the server's
+    /// memory, files, connections and sessions sampled against a bound (`soak.rs`).
+    Soak,
 }
 
 impl Kind {
@@ -44,6 +47,7 @@ impl Kind {
             Kind::RefTrivial => "ref-trivial",
             Kind::RefInsert => "ref-insert",
             Kind::Idle => "idle",
+            Kind::Soak => "soak",
         }
     }
 
@@ -387,7 +391,7 @@ impl Bench {
                 s.phase = if outcome.is_ok() { (phase + 1) % 5 } else { 0 };
                 (tool, outcome)
             }
-            Kind::Idle => return None,
+            Kind::Idle | Kind::Soak => return None,
         })
     }
 
