@@ -150,6 +150,15 @@ fn about(argument: &str) -> impl Fn(AresError) -> ErrorData + '_ {
     }
 }
 
+/// The agent, with a missing one reported against `argument`.
+async fn agent(ares: &Ares, id: Uuid, argument: &str) -> Result<crate::agents::Agent, ErrorData> {
+    let request = crate::service::agents::GetAgent {
+        agent_id: Some(id),
+        name: None,
+    };
+    ares.get_agent(request).await.map_err(about(argument))
+}
+
 async fn submit_complete_evidence(
     ares: &Ares,
     caller: &Caller,
@@ -182,13 +191,7 @@ async fn submit_complete_evidence(
             task.status.as_str()
         );
     }
-    let agent = ares
-        .get_agent(crate::service::agents::GetAgent {
-            agent_id: Some(agent_id),
-            name: None,
-        })
-        .await
-        .map_err(about("task_id"))?;
+    let agent = agent(ares, agent_id, "task_id").await?;
     text.push_str(
         "\nARES checks every acceptance criterion against your evidence and, where it can, against \
          ground truth (the real files, commands and pages). Claims that ground truth contradicts \
@@ -345,13 +348,7 @@ async fn explain_reliability(
         .get_reliability(request)
         .await
         .map_err(about("agent_id"))?;
-    let agent = ares
-        .get_agent(crate::service::agents::GetAgent {
-            agent_id: Some(agent_id),
-            name: None,
-        })
-        .await
-        .map_err(about("agent_id"))?;
+    let agent = agent(ares, agent_id, "agent_id").await?;
     let pct = |x: f64| format!("{:.0} %", x * 100.0);
     let mut text = format!(
         "Explain to the operator of agent {} ({}) how far its work can be trusted, from these \
