@@ -6,11 +6,13 @@ use crate::auth::middleware::{Gate, require_key};
 use crate::mcp::AresServer;
 use crate::service::Ares;
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use futures_util::StreamExt;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -142,10 +144,14 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
     crate::metrics::feed::watch(&ares);
     // The gate runs before rmcp sees the request: nothing is read or allocated for a
     // request without a valid key.
+    let wire = Arc::new(Wire {
+        max_body_bytes: options.max_body_bytes,
+        in_flight: Mutex::default(),
+    });
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
         .layer(axum::middleware::from_fn_with_state(
-            options.max_body_bytes,
+            wire,
             explain_malformed,
         ));
     let protected = Router::new()
@@ -187,13 +193,35 @@ async fn delete_answers_no_content(
     response
 }
 
+/// What `/mcp` checks on the wire before and after rmcp.
+struct Wire {
+    max_body_bytes: usize,
+    /// (session id, JSON-RPC id) of each request a session has in flight.
+    in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// Holds a request's place in [`Wire::in_flight`] until its answer is sent or abandoned.
+struct InFlight(Arc<Wire>, (String, String));
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.remove(&self.1);
+    }
+}
+
 /// rmcp turns away a POSTed body it cannot decode with 415 and serde's bare message
 /// ("unrecognized JSON-RPC message"), and an `initialize` whose params do not decode with
 /// "Session ID is required". Both become 400 with a JSON-RPC error saying what is wrong
 /// (see [`crate::mcp::wire::malformed_message`]). The body is read here, within the same
 /// limit rmcp applies, so it can be examined when rmcp refuses it.
+///
+/// A request whose id the same session already has in flight is refused too (400,
+/// `-32600`): rmcp routes a session's answers by id, so the earlier request would never
+/// hear back, its stream held open by keep-alives (the TypeScript and Python SDKs have had
+/// the same fault). An id may be used again once its answer is out.
 async fn explain_malformed(
-    State(max_body_bytes): State<usize>,
+    State(wire): State<Arc<Wire>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -201,10 +229,32 @@ async fn explain_malformed(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let body = match read_within(body, max_body_bytes).await {
+    let body = match read_within(body, wire.max_body_bytes).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok());
+    let mut place = None;
+    if let Some(session) = session
+        && let Some(id) = request_id(&body)
+    {
+        let key = (session.to_string(), id);
+        let fresh = (wire.in_flight.lock().unwrap_or_else(|e| e.into_inner())).insert(key.clone());
+        if !fresh {
+            let message = format!(
+                "Invalid Request: request id {} is already in flight in this session; ids must be unique",
+                key.1
+            );
+            let error = rmcp::model::ErrorData::invalid_request(message, None);
+            let id: serde_json::Value = serde_json::from_str(&key.1).unwrap_or_default();
+            let answer = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
+            return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
+        }
+        place = Some(InFlight(wire.clone(), key));
+    }
     let json_body = parts
         .headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -236,10 +286,40 @@ async fn explain_malformed(
                 _ => return response,
             }
         }
-        _ => return response,
+        _ => {
+            let Some(place) = place else {
+                return response;
+            };
+            // The place is given up when the answer's body is done with (sent, or dropped
+            // with the connection).
+            let (parts, body) = response.into_parts();
+            let body = body.into_data_stream().map(move |chunk| {
+                let _holding = &place;
+                chunk
+            });
+            return axum::response::Response::from_parts(
+                parts,
+                axum::body::Body::from_stream(body),
+            );
+        }
     };
     let answer = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
     (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response()
+}
+
+/// The id of a JSON-RPC request (not a notification or a response), as JSON text, if it is
+/// one MCP allows.
+fn request_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        id: Option<serde_json::Value>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let peek: Peek = serde_json::from_slice(body).ok()?;
+    peek.method?;
+    // Ids of the wrong type are malformed_message's to explain.
+    let id = peek.id.filter(|id| id.is_string() || id.is_i64())?;
+    Some(id.to_string())
 }
 
 /// How much of an oversized body is read and discarded (times the limit), and for how long.
@@ -256,7 +336,6 @@ async fn read_within(
     body: axum::body::Body,
     max: usize,
 ) -> Result<axum::body::Bytes, axum::response::Response> {
-    use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
     let mut collected = Vec::new();
     while let Some(chunk) = stream.next().await {

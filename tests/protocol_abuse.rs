@@ -88,6 +88,9 @@ enum Expect {
     WrongParams(&'static [u16], String),
     /// Not an error: a success (a forged session id is meaningless without sessions).
     Ok,
+    /// One of several concurrent requests sharing an id in one session: its result, or 400
+    /// with `-32600` "already in flight" — never no answer.
+    ResultOrDuplicate,
 }
 
 struct Case {
@@ -276,7 +279,8 @@ fn deep_nesting(rng: &mut Rng, p: &Protocol, depth: usize) -> Case {
         0 => "[".repeat(depth),
         1 => format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)),
         _ => format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"list_agents","arguments":{{"x":{}{}}}}}}}"#,
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"list_agents","arguments":{{"x":{}{}}}}}}}"#,
+            next_id(),
             "[".repeat(depth),
             "]".repeat(depth)
         ),
@@ -783,6 +787,26 @@ fn per_request_contract(rng: &mut Rng) -> Case {
     )
 }
 
+/// The same id sent several times at once in one session (MCP forbids reusing an id in a
+/// session; some clients do it anyway): each copy is answered, with its result or `-32600`
+/// (400) "already in flight", and none is left hanging. Read-only, so nothing changes.
+fn duplicate_ids(p: &Protocol, copies: usize) -> Vec<Case> {
+    let id = next_id();
+    let v = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": { "name": "list_agents", "arguments": {} } });
+    (0..copies)
+        .map(|_| {
+            case(
+                "duplicate id in flight",
+                p,
+                headers_for(p, &v),
+                serde_json::to_vec(&v).unwrap(),
+                Expect::ResultOrDuplicate,
+            )
+        })
+        .collect()
+}
+
 /// The JSON-RPC error in a body, whether plain JSON or the last `data:` of an SSE stream.
 fn rpc_error(body: &str) -> Option<(i64, String)> {
     let json: Option<Value> = serde_json::from_str(body).ok().or_else(|| {
@@ -843,6 +867,13 @@ fn judge(expect: &Expect, status: u16, body: &str) -> Verdict {
                 "wanted {statuses:?} with -32602 naming {method}, got {}",
                 shown()
             )),
+        },
+        Expect::ResultOrDuplicate => match rpc_error(body) {
+            Some((-32600, m)) if status == 400 && m.contains("already in flight") => {
+                Verdict::Refused
+            }
+            None if status == 200 && rpc_result(body) => Verdict::Served,
+            _ => Verdict::Wrong(format!("wanted a result or -32600, got {}", shown())),
         },
         Expect::Ok => {
             if status == 200 && rpc_result(body) {
@@ -1058,6 +1089,11 @@ async fn malformed_requests_at_volume_get_clear_errors_and_change_nothing() {
         .collect();
     huge.extend(protocols.iter().map(body_just_under_limit));
     batches.push(("huge body", huge));
+
+    let duplicates = (0..6)
+        .flat_map(|i| duplicate_ids(&protocols[i % 2], 8))
+        .collect();
+    batches.push(("duplicate id in flight", duplicates));
 
     let mut figures: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     let mut fallbacks = 0;
