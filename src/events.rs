@@ -13,7 +13,8 @@ use crate::tasks::Task;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -180,10 +181,12 @@ fn task_data(task: &Task) -> Value {
 }
 
 /// The in-process bus. Slow listeners lose the oldest events (and are told how many), so
-/// one stalled subscriber never holds back a commit.
+/// one stalled subscriber never holds back a commit. An event reaches the bus once: the
+/// outbox relay and Redis may hand it over again, and the bus drops what it has carried.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Event>>,
+    carried: Arc<Mutex<Carried>>,
 }
 
 impl Default for EventBus {
@@ -196,12 +199,22 @@ impl EventBus {
     pub fn new(capacity: usize) -> Self {
         Self {
             sender: broadcast::channel(capacity).0,
+            carried: Arc::default(),
         }
     }
 
-    /// Tells every current listener; nobody listening is fine.
-    pub fn publish(&self, event: Arc<Event>) {
-        let _ = self.sender.send(event);
+    /// Tells every current listener, unless the bus carried this event already; nobody
+    /// listening is fine. Returns whether it went out.
+    pub fn publish(&self, event: Arc<Event>) -> bool {
+        let first = self
+            .carried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first_time(event.event_id);
+        if first {
+            let _ = self.sender.send(event);
+        }
+        first
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -210,6 +223,32 @@ impl EventBus {
 
     pub fn listeners(&self) -> usize {
         self.sender.receiver_count()
+    }
+}
+
+/// How many recent event ids the bus remembers. Duplicates arrive within seconds (a relay
+/// after a crash, a second Redis delivery), far inside this many events.
+const REMEMBERED: usize = 65_536;
+
+/// The ids of the events the bus carried lately, oldest first.
+#[derive(Debug, Default)]
+struct Carried {
+    ids: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl Carried {
+    fn first_time(&mut self, id: Uuid) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        true
     }
 }
 
@@ -277,5 +316,31 @@ mod tests {
         ));
         assert!(slow.recv().await.is_ok());
         assert_eq!(bus.listeners(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_event_handed_over_twice_goes_out_once() {
+        let bus = EventBus::default();
+        let mut listener = bus.subscribe();
+        let once = Arc::new(event("task.created", false, true));
+        assert!(bus.publish(once.clone()));
+        assert!(!bus.publish(once.clone()));
+        let other = Arc::new(event("task.updated", false, true));
+        assert!(bus.publish(other.clone()));
+        assert_eq!(listener.recv().await.unwrap().event_id, once.event_id);
+        assert_eq!(listener.recv().await.unwrap().event_id, other.event_id);
+        assert!(listener.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_bus_forgets_the_oldest_ids_beyond_its_memory() {
+        let mut carried = Carried::default();
+        let first = Uuid::now_v7();
+        assert!(carried.first_time(first));
+        for _ in 0..REMEMBERED {
+            assert!(carried.first_time(Uuid::now_v7()));
+        }
+        assert_eq!(carried.ids.len(), REMEMBERED);
+        assert!(carried.first_time(first), "forgotten, so carried again");
     }
 }

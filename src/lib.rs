@@ -35,6 +35,7 @@ pub mod enforcement;
 pub mod error;
 pub mod events;
 pub mod evidence;
+pub mod failpoint;
 pub mod mcp;
 pub mod metrics;
 pub mod redis_link;

@@ -99,6 +99,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis.spawn_subscriber(ares.instance.clone(), ares.events.clone(), shutdown.clone());
     }
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
+    spawn_relay(ares.clone(), shutdown.clone());
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let address = listener.local_addr()?;
@@ -117,6 +118,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(Box::pin(
         ares.clone().run_checkpoints(every, shutdown.clone()),
     ));
+    let relay = ares.clone();
     let result = match args.http {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -147,6 +149,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(downstream) = &downstream {
         downstream.shutdown();
     }
+    if let Err(e) = relay.relay_events().await {
+        tracing::debug!(error = %e, "could not mark the last published events");
+    }
     store.close().await;
     tracing::info!("stopped");
     result
@@ -174,6 +179,24 @@ fn spawn_sweeper(ares: Arc<Ares>, secs: u64, shutdown: CancellationToken) {
                     }
                 }
                 () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Runs the event outbox relay every second until shutdown (`serve` runs it once more
+/// before closing the store, so what this instance published is marked).
+fn spawn_relay(ares: Arc<Ares>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            if let Err(e) = ares.relay_events().await {
+                tracing::debug!(error = %e, "event relay failed; retrying next second");
             }
         }
     });

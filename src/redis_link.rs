@@ -154,22 +154,23 @@ impl RedisLink {
         }
     }
 
-    /// Tells the other instances about one commit's events, in one message (best effort:
-    /// an instance that misses them still serves the truth from the database).
-    pub async fn publish(&self, instance: &str, events: &[Event]) {
+    /// Tells the other instances about one commit's events, in one message. Returns whether
+    /// Redis took it; events it did not take stay in the outbox for the relay.
+    pub async fn publish(&self, instance: &str, events: &[Event]) -> bool {
         if events.is_empty() {
-            return;
+            return true;
         }
         let envelope = Envelope {
             instance: instance.to_string(),
             events: events.to_vec(),
         };
         let Ok(payload) = serde_json::to_string(&envelope) else {
-            return;
+            return false;
         };
         let mut connection = self.connection();
         self.run(connection.publish::<_, _, i64>(EVENTS_CHANNEL, payload))
-            .await;
+            .await
+            .is_some()
     }
 
     /// Receives the other instances' events into `bus` until `shutdown`, reconnecting

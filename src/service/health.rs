@@ -52,6 +52,9 @@ impl Ares {
             Ok(Err(e)) => down(self.store.backend(), e.to_string()),
             Err(_) => down(self.store.backend(), "no answer within 3 s".into()),
         };
+        // Downstream states are read from the store: skipped while it is down, so health
+        // answers within the ping's bound instead of waiting out the pool's.
+        let store_up = store.status == "ok";
         let mut dependencies = vec![store];
         if let Some(redis) = &self.redis {
             let (status, latency_ms, error) = match redis.ping().await {
@@ -66,7 +69,18 @@ impl Ares {
                 error,
             });
         }
-        if let Ok(conns) = self.store.downstream_connections().await {
+        let conns = if store_up {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                self.store.downstream_connections(),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        } else {
+            None
+        };
+        if let Some(conns) = conns {
             dependencies.extend(conns.into_iter().map(|c| Dependency {
                 status: if c.status == "connected" {
                     "ok".into()

@@ -20,6 +20,7 @@ pub mod evidence;
 pub mod health;
 pub mod keys;
 pub mod locks;
+pub mod outbox;
 pub mod progress;
 pub mod reliability;
 pub mod sweep;
@@ -60,6 +61,8 @@ pub struct Ares {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Hot reads (agents, reliability, task counts): in Redis when configured, else here.
     pub cache: Arc<crate::cache::Cache>,
+    /// Events this instance published, to be marked so in the store (see [`outbox`]).
+    outbox: Arc<outbox::Outbox>,
 }
 
 impl Ares {
@@ -80,6 +83,7 @@ impl Ares {
             redis: None,
             metrics: Arc::default(),
             cache: Arc::default(),
+            outbox: Arc::default(),
         }
     }
 
@@ -146,6 +150,7 @@ impl Ares {
             batch.audit.push(entry);
         }
         let events = batch.events.clone();
+        let tool = batch.audit.last().map(|entry| entry.tool.clone());
         let holders = crate::cache::previous_holders(self.store.as_ref(), &batch).await?;
         let touched = crate::cache::touched_by(&batch, &holders);
         let committed = self.store.commit(batch).await;
@@ -153,14 +158,10 @@ impl Ares {
         // failed commit forgets too: a conflict means what was read is stale.
         self.cache.invalidate(&touched).await;
         committed?;
-        // Other instances hear of it through Redis; while Redis is away they serve what the
-        // database says and their subscribers miss the live update, never the data.
-        if let Some(redis) = self.redis.as_ref().filter(|r| r.is_up()) {
-            redis.publish(&self.instance, &events).await;
+        if let Some(tool) = tool {
+            crate::failpoint::crash_after_commit(&tool);
         }
-        for event in events {
-            self.events.publish(Arc::new(event));
-        }
+        self.publish(events).await;
         Ok(())
     }
 

@@ -15,8 +15,8 @@ impl Backend {
         for event in events {
             self.exec(
                 tx,
-                "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body, published) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0)",
                 vec![
                     event.event_id.into(),
                     event.event_type.as_str().into(),
@@ -44,6 +44,59 @@ impl Backend {
             vec![after.unwrap_or(0).into(), limit.clamp(1, MAX_ROWS).into()],
         )
         .await
+    }
+
+    pub(super) async fn read_event_position(&self, id: Uuid) -> StoreResult<Option<i64>> {
+        let rows: Vec<(i64, Event)> = self
+            .fetch(
+                "events",
+                &format!("{EVENT_COLUMNS} WHERE id = $1"),
+                vec![id.into()],
+            )
+            .await?;
+        Ok(rows.first().map(|(seq, _)| *seq))
+    }
+
+    pub(super) async fn read_unpublished_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>> {
+        self.fetch_items(
+            "events",
+            &format!(
+                "{EVENT_COLUMNS} WHERE published = 0 AND created_us < $1 ORDER BY seq ASC LIMIT $2"
+            ),
+            vec![micros(before).into(), limit.clamp(1, MAX_ROWS).into()],
+        )
+        .await
+    }
+
+    pub(super) async fn write_published(&self, ids: &[Uuid]) -> StoreResult<()> {
+        // Chunks keep each statement well under both backends' parameter limits.
+        for chunk in ids.chunks(500) {
+            let mut tx = self
+                .writer()
+                .begin()
+                .await
+                .map_err(|e| self.fail(e, "begin a transaction"))?;
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            self.exec(
+                &mut tx,
+                &format!(
+                    "UPDATE events SET published = 1 WHERE published = 0 AND id IN ({})",
+                    placeholders.join(", ")
+                ),
+                chunk.iter().map(|id| (*id).into()).collect(),
+                OnUnique::Conflict,
+                "mark events published",
+            )
+            .await?;
+            tx.commit()
+                .await
+                .map_err(|e| self.fail(e, "commit the published marks"))?;
+        }
+        Ok(())
     }
 
     pub(super) async fn read_latest_events(&self, limit: i64) -> StoreResult<Vec<(i64, Event)>> {

@@ -260,6 +260,17 @@ pub trait Store: Send + Sync + 'static {
         after: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<(i64, crate::events::Event)>>;
+    /// Where the event with this id stands in the stream (None once pruned or never stored).
+    async fn event_position(&self, id: Uuid) -> StoreResult<Option<i64>>;
+    /// Events committed before `before` that no instance has published yet (its committer
+    /// crashed first), oldest first, at most `limit`.
+    async fn unpublished_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::events::Event>>;
+    /// Records that these events reached the event bus (and Redis, when configured).
+    async fn mark_published(&self, ids: &[Uuid]) -> StoreResult<()>;
     /// The newest `limit` events, oldest first, each with its position.
     async fn latest_events(&self, limit: i64) -> StoreResult<Vec<(i64, crate::events::Event)>>;
     /// An agent's reliability snapshots for `window` since `since`, oldest first, at most

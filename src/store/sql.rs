@@ -1066,6 +1066,25 @@ impl Store for Backend {
         self.read_latest_events(limit).await
     }
 
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %id))]
+    async fn event_position(&self, id: Uuid) -> StoreResult<Option<i64>> {
+        self.read_event_position(id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %before, limit))]
+    async fn unpublished_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::events::Event>> {
+        self.read_unpublished_events(before, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, count = ids.len()))]
+    async fn mark_published(&self, ids: &[Uuid]) -> StoreResult<()> {
+        self.write_published(ids).await
+    }
+
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?window))]
     async fn reliability_history(
         &self,

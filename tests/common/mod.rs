@@ -8,6 +8,7 @@ pub mod ground_truth;
 pub mod postgres;
 pub mod redis;
 pub mod scenarios;
+pub mod sse;
 
 use ares::Ares;
 use ares::server::{self, HttpOptions};
