@@ -207,6 +207,10 @@ async fn a_thousand_concurrent_calls_on_one_task_yield_one_chain_and_one_verdict
     assert_eq!(detail["status"], "verified");
     let audit = admin.call("verify_audit_log", json!({})).await;
     assert_eq!(audit["intact"], true, "{audit:#}");
+    println!(
+        "FIGURES: races instances=2 submissions=1000 (20 clients) chain=0..999 gapless \
+         verifications=1000 verdicts=1 refused_cleanly=999 audit_intact=true writes_lost=0"
+    );
     admin.close().await;
     pair.stop().await;
 }

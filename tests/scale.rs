@@ -353,6 +353,12 @@ async fn redis_stops_and_returns_under_load_without_a_client_error() {
     );
     assert!(during > before, "calls went on while Redis was down");
     assert!(ok > during, "calls went on after Redis returned");
+    println!(
+        "FIGURES: redis_outage instances=2 clients={} faults=1 (Redis killed 1.5 s, restarted) \
+         calls={ok} during_outage={} failed=0 health=degraded_then_healthy writes_lost=0",
+        clients.len(),
+        during - before
+    );
 
     // Events flow between instances again: a subscriber on B hears of a change on A.
     let (tx, mut told) = mpsc::unbounded_channel();
