@@ -105,7 +105,7 @@ pub fn unroutable_request(method: &str, params: Option<&Value>) -> ErrorData {
             return ErrorData::new(
                 rmcp::model::ErrorCode::METHOD_NOT_FOUND,
                 format!(
-                    "unknown method `{shown}`; ARES serves MCP's tools/*, resources/* and ping"
+                    "unknown method `{shown}`; ARES serves MCP's tools/*, resources/*, prompts/*, completion/complete and ping"
                 ),
                 None,
             );
