@@ -24,7 +24,7 @@ cargo test --test durability --test faults --test scale --test races --test deli
     2>&1 | tee "$out/log.txt"
 status=${PIPESTATUS[0]}
 set -e
-grep '^FIGURES:' "$out/log.txt" > "$out/figures.txt" || true
+grep -o 'FIGURES:.*' "$out/log.txt" | awk '!seen[$0]++' > "$out/figures.txt" || true
 if [ "$status" -ne 0 ]; then
     echo "reliability: a scenario failed (exit $status); see $out/log.txt" >&2
     exit "$status"
@@ -35,7 +35,7 @@ if [ -n "${SOAK_SECS:-}" ]; then
     target/release/ares-bench --spawn --workload soak --scale 1 --rate 200 --sessions 32 \
         --session-calls 10 --warmup 60 --duration "$SOAK_SECS" --sample-every 5 \
         --rss-growth-mb 10 2>&1 | tee "$out/soak.txt"
-    grep '^FIGURES:' "$out/soak.txt" >> "$out/figures.txt" || true
+    grep -o 'FIGURES:.*' "$out/soak.txt" >> "$out/figures.txt" || true
 fi
 echo
 echo "reliability: every scenario passed; figures in $out/figures.txt:"

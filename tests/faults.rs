@@ -15,7 +15,7 @@ mod common;
 
 use common::acked::{Acknowledged, check_survived};
 use common::db::TestDatabase;
-use common::ground_truth::{Servers, Workspace, kill, repo_root};
+use common::ground_truth::{Servers, Workspace, kill, repo_root, submitted_with_receipt};
 use common::postgres::PrivatePostgres;
 use common::{ADMIN_TOKEN, Mcp, spawn_http, terminate, text};
 use rmcp::model::CallToolRequestParams;
@@ -555,32 +555,16 @@ impl Bench {
             let (criteria, evidence) = task_of(kind);
             let mcp = &self.clients[i % self.clients.len()];
             // An agent per task: the enforcement ladder would suspend one that keeps failing.
-            let agent = mcp
-                .call(
-                    "register_agent",
-                    json!({ "name": format!("agent-{}", uuid::Uuid::new_v4().simple()), "capabilities": [] }),
-                )
-                .await;
-            let task = mcp
-                .call(
-                    "create_task",
-                    json!({ "description": "downstream load", "criteria": criteria, "agent_id": agent["id"] }),
-                )
-                .await;
-            let receipt = mcp
-                .call(
-                    "submit_evidence",
-                    json!({ "task_id": task["id"], "agent_id": agent["id"], "evidence": evidence }),
-                )
-                .await;
-            let id = task["id"].as_str().unwrap().to_string();
+            let (task_id, _, receipt) =
+                submitted_with_receipt(mcp, "downstream load", criteria, evidence).await;
+            let id = task_id.as_str().unwrap().to_string();
             let mut acked = self.acked.lock().unwrap();
             acked.tasks.insert(id.clone());
             acked
                 .evidence
                 .insert(id, receipt["evidence"]["id"].as_str().unwrap().to_string());
             drop(acked);
-            queue.push((kind, task["id"].clone()));
+            queue.push((kind, task_id));
         }
         let queue = Arc::new(Mutex::new(queue));
         let done = Arc::new(AtomicUsize::new(0));

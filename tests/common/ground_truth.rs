@@ -267,6 +267,18 @@ pub async fn ares(db_url: &str, config: Option<&Path>, timeout_secs: u64) -> Mcp
 /// An agent, a task with `criteria` assigned to it, and `evidence` submitted: the task is
 /// ready to verify. Returns (task id, agent id).
 pub async fn submitted(mcp: &Mcp, criteria: Value, evidence: Value) -> (Value, Value) {
+    let (task, agent, _) =
+        submitted_with_receipt(mcp, "change the project", criteria, evidence).await;
+    (task, agent)
+}
+
+/// As [`submitted`], with the task's description, also returning the evidence receipt.
+pub async fn submitted_with_receipt(
+    mcp: &Mcp,
+    description: &str,
+    criteria: Value,
+    evidence: Value,
+) -> (Value, Value, Value) {
     let agent = mcp
         .call(
             "register_agent",
@@ -276,7 +288,7 @@ pub async fn submitted(mcp: &Mcp, criteria: Value, evidence: Value) -> (Value, V
     let task = mcp
         .call(
             "create_task",
-            json!({ "description": "change the project", "criteria": criteria, "agent_id": agent["id"] }),
+            json!({ "description": description, "criteria": criteria, "agent_id": agent["id"] }),
         )
         .await;
     let receipt = mcp
@@ -286,7 +298,7 @@ pub async fn submitted(mcp: &Mcp, criteria: Value, evidence: Value) -> (Value, V
         )
         .await;
     assert_eq!(receipt["task_status"], "submitted", "{receipt}");
-    (task["id"].clone(), agent["id"].clone())
+    (task["id"].clone(), agent["id"].clone(), receipt)
 }
 
 /// Verifies the task; returns the verdict.
