@@ -83,8 +83,8 @@ enum Expect {
     /// One of these statuses and a JSON-RPC error (JSON or SSE) with `code`, whose message
     /// contains `says`.
     Rpc(&'static [u16], i32, String),
-    /// A known method whose params do not decode: `-32602` naming the params problem, or,
-    /// until the handler answers rmcp's fallback itself, `-32601` with the method's name.
+    /// A known method whose params do not decode: `-32602` naming the method and the
+    /// params problem.
     WrongParams(&'static [u16], String),
     /// Not an error: a success (a forged session id is meaningless without sessions).
     Ok,
@@ -106,9 +106,6 @@ struct Case {
 enum Verdict {
     /// A refusal that met the class's expectation.
     Refused,
-    /// Wrong params answered "method not found" (rmcp's fallback, before ARES's handler
-    /// answers it): an error, but not yet the clear one.
-    Fallback,
     /// A success the class expected.
     Served,
     /// Wrong answer (a bug, not a crash).
@@ -862,7 +859,6 @@ fn judge(expect: &Expect, status: u16, body: &str) -> Verdict {
             Some((-32602, m)) if statuses.contains(&status) && m.contains(method.as_str()) => {
                 Verdict::Refused
             }
-            Some((-32601, m)) if statuses.contains(&status) && m == *method => Verdict::Fallback,
             _ => Verdict::Wrong(format!(
                 "wanted {statuses:?} with -32602 naming {method}, got {}",
                 shown()
@@ -1096,7 +1092,6 @@ async fn malformed_requests_at_volume_get_clear_errors_and_change_nothing() {
     batches.push(("duplicate id in flight", duplicates));
 
     let mut figures: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
-    let mut fallbacks = 0;
     let mut wrong: Vec<String> = Vec::new();
     let mut crashes: Vec<String> = Vec::new();
     for (class, cases) in &batches {
@@ -1118,10 +1113,6 @@ async fn malformed_requests_at_volume_get_clear_errors_and_change_nothing() {
             };
             match verdict {
                 Verdict::Refused => entry.1 += 1,
-                Verdict::Fallback => {
-                    entry.1 += 1;
-                    fallbacks += 1;
-                }
                 Verdict::Served => entry.2 += 1,
                 Verdict::Wrong(why) => wrong.push(format!("{}: {why}", what())),
                 Verdict::Crash(why) => crashes.push(format!("{}: {why}", what())),
@@ -1165,7 +1156,7 @@ async fn malformed_requests_at_volume_get_clear_errors_and_change_nothing() {
         })
         .collect();
     println!(
-        "FIGURES: protocol abuse: {sent} requests, {refused} errors ({fallbacks} of them rmcp's -32601 fallback for wrong params), {} wrong answers, {} crashes, {changes} data changes, {:.1} s; {}",
+        "FIGURES: protocol abuse: {sent} requests, {refused} errors, {} wrong answers, {} crashes, {changes} data changes, {:.1} s; {}",
         wrong.len(),
         crashes.len(),
         started.elapsed().as_secs_f64(),

@@ -66,6 +66,19 @@ impl AresServer {
 }
 
 impl ServerHandler for AresServer {
+    /// rmcp hands over what it could not route: an unknown method, or a known one whose
+    /// params do not decode. Either way the client is told which, naming the field.
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, ErrorData> {
+        Err(wire::unroutable_request(
+            &request.method,
+            request.params.as_ref(),
+        ))
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut info = Implementation::from_build_env();
         info.name = "ares".into();
