@@ -321,9 +321,10 @@ async fn scores_are_seeded_from_the_store_at_start() {
     first.stop().await;
 
     let second = HttpServer::start(&db.url).await;
+    // A gauge series exists (at 0) a moment before its value is set: wait for the value.
     let s = scrape_until(&second.base, Some(ADMIN_TOKEN), |s| {
         s.get("ares_agent_reliability_score", &[("agent_name", &name)])
-            .is_some()
+            == agent["reliability_score"].as_f64()
     })
     .await;
     assert_eq!(
