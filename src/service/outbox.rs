@@ -73,6 +73,11 @@ impl Ares {
             // Left unmarked they are published again later: a duplicate, never a loss.
             tracing::debug!(error = %e, "could not mark published events");
         }
+        // While Redis is away, what this instance committed already went out on its own bus;
+        // publishing the backlog every tick would repeat it. It goes when Redis returns.
+        if self.redis.as_ref().is_some_and(|r| !r.is_up()) {
+            return Ok(0);
+        }
         let stale = self
             .store
             .unpublished_events(self.now() - GRACE, BATCH)
