@@ -20,6 +20,9 @@ pub const GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
 /// How many stale events one relay tick takes on.
 const BATCH: i64 = 500;
 
+/// The most published ids waiting for a relay tick (about 1 MB).
+const MAX_NOTED: usize = 65_536;
+
 /// Ids of events published since the relay last marked them.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -27,8 +30,14 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Notes published ids for the relay to mark. Bounded: where nothing runs the relay
+    /// (ARES embedded without `serve`), ids past the bound are not noted; a relay started
+    /// later would publish those events again, which listeners deduplicate.
     fn note(&self, ids: impl IntoIterator<Item = Uuid>) {
-        self.lock().extend(ids);
+        let mut noted = self.lock();
+        if noted.len() < MAX_NOTED {
+            noted.extend(ids);
+        }
     }
 
     fn take(&self) -> Vec<Uuid> {
