@@ -1,8 +1,9 @@
 //! The behaviour monitor: each agent's own baseline (moving mean and spread of response
 //! time, quality and evidence size; streaks) and the anomalies where its latest work departs
-//! from it. Pure functions over the agent's verdicts, oldest first.
+//! from it. Pure functions over the agent's latest verdicts, oldest first, and the totals of
+//! its verdicts in the window ([`VerdictSummary`]).
 
-use crate::verification::{Outcome, Verification};
+use crate::verification::{VerdictSummary, Verification};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -66,19 +67,9 @@ pub struct Anomaly {
     pub recommendation: String,
 }
 
-/// Consecutive latest verdicts with this outcome (inconclusive ones are skipped).
-pub fn streak(verdicts: &[Verification], outcome: Outcome) -> usize {
-    verdicts
-        .iter()
-        .rev()
-        .filter(|v| v.outcome != Outcome::Inconclusive)
-        .take_while(|v| v.outcome == outcome)
-        .count()
-}
-
-/// The baseline over the window before the latest verdict.
-pub fn baseline(verdicts: &[Verification]) -> Baseline {
-    let prior = prior(verdicts);
+/// The baseline over the verdicts before the latest one; streaks come from the totals.
+pub fn baseline(latest: &[Verification], totals: &VerdictSummary) -> Baseline {
+    let prior = prior(latest);
     let times: Vec<f64> = prior.iter().filter_map(|v| v.response_time_secs).collect();
     let quality: Vec<f64> = prior.iter().map(|v| v.quality_score).collect();
     let sizes: Vec<f64> = prior
@@ -89,8 +80,8 @@ pub fn baseline(verdicts: &[Verification]) -> Baseline {
         response_time: Spread::of(&times),
         quality: Spread::of(&quality),
         evidence_size: Spread::of(&sizes),
-        rejection_streak: streak(verdicts, Outcome::Rejected) as i64,
-        success_streak: streak(verdicts, Outcome::Verified) as i64,
+        rejection_streak: totals.rejection_streak,
+        success_streak: totals.success_streak,
     }
 }
 
@@ -99,14 +90,15 @@ fn prior(verdicts: &[Verification]) -> &[Verification] {
     &verdicts[end.saturating_sub(BASELINE_WINDOW)..end]
 }
 
-/// Departures of the latest verdict from the agent's own baseline, plus streaks and
-/// claims ground truth contradicted.
-pub fn anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
+/// Departures of the latest verdict from the agent's own baseline (`latest` holds its
+/// latest verdicts, oldest first), plus streaks and claims ground truth contradicted over
+/// the whole window (`totals`).
+pub fn anomalies(verdicts: &[Verification], totals: &VerdictSummary) -> Vec<Anomaly> {
     let mut out = Vec::new();
     let Some(latest) = verdicts.last() else {
         return out;
     };
-    let base = baseline(verdicts);
+    let base = baseline(verdicts, totals);
     let streak = base.rejection_streak;
     if streak >= 3 {
         out.push(Anomaly {
@@ -163,30 +155,26 @@ pub fn anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
             });
         }
     }
-    let empty = verdicts
-        .iter()
-        .filter(|v| v.evidence_analysis.substantive_items == 0)
-        .count();
+    let (empty, of) = (totals.empty_evidence, totals.total());
     if empty > 0 {
         out.push(Anomaly {
             kind: "empty_evidence".into(),
             severity: "medium".into(),
             detail: format!("{empty} submission(s) claimed done with empty evidence"),
-            numbers: serde_json::json!({ "count": empty, "of": verdicts.len() }),
+            numbers: serde_json::json!({ "count": empty, "of": of }),
             recommendation: "ask the agent to submit test results, diffs or files with each claim"
                 .into(),
         });
     }
-    let contradicted = verdicts.iter().filter(|v| v.discrepancies > 0).count();
+    let contradicted = totals.discrepant;
     if contradicted > 0 {
         out.push(Anomaly {
             kind: "contradicted_evidence".into(),
             severity: "high".into(),
             detail: format!(
-                "ground truth contradicted the agent's evidence in {contradicted} of {} verifications",
-                verdicts.len()
+                "ground truth contradicted the agent's evidence in {contradicted} of {of} verifications"
             ),
-            numbers: serde_json::json!({ "count": contradicted, "of": verdicts.len() }),
+            numbers: serde_json::json!({ "count": contradicted, "of": of }),
             recommendation: "treat this agent's claims as unreliable: require ground-truth criteria on its tasks".into(),
         });
     }
@@ -196,7 +184,7 @@ pub fn anomalies(verdicts: &[Verification]) -> Vec<Anomaly> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verification::EvidenceAnalysis;
+    use crate::verification::{EvidenceAnalysis, Outcome, streak};
     use chrono::Utc;
     use uuid::Uuid;
 
@@ -223,6 +211,10 @@ mod tests {
         }
     }
 
+    fn anomalies_in(verdicts: &[Verification]) -> Vec<Anomaly> {
+        anomalies(verdicts, &VerdictSummary::of(verdicts))
+    }
+
     fn steady(n: usize) -> Vec<Verification> {
         (0..n)
             .map(|i| verdict(Outcome::Verified, 60.0 + (i % 3) as f64, 0.95, 1000))
@@ -231,14 +223,14 @@ mod tests {
 
     #[test]
     fn a_steady_agent_has_no_anomalies() {
-        assert!(anomalies(&steady(20)).is_empty());
+        assert!(anomalies_in(&steady(20)).is_empty());
     }
 
     #[test]
     fn a_sudden_slowdown_is_flagged_with_its_numbers() {
         let mut v = steady(20);
         v.push(verdict(Outcome::Verified, 600.0, 0.95, 1000));
-        let a = anomalies(&v);
+        let a = anomalies_in(&v);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].kind, "slowdown");
         assert_eq!(a[0].severity, "high");
@@ -249,7 +241,7 @@ mod tests {
     fn a_quality_drop_and_thin_evidence_are_flagged() {
         let mut v = steady(20);
         v.push(verdict(Outcome::Verified, 61.0, 0.4, 50));
-        let kinds: Vec<String> = anomalies(&v).into_iter().map(|a| a.kind).collect();
+        let kinds: Vec<String> = anomalies_in(&v).into_iter().map(|a| a.kind).collect();
         assert_eq!(kinds, ["quality_drop", "thin_evidence"]);
     }
 
@@ -259,7 +251,7 @@ mod tests {
             verdict(Outcome::Verified, 1.0, 1.0, 100),
             verdict(Outcome::Verified, 900.0, 0.1, 1),
         ];
-        assert!(anomalies(&v).is_empty());
+        assert!(anomalies_in(&v).is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Reliability scoring: per-agent rates over a time window and the blended score routing and
-//! enforcement use. Pure functions over the agent's recorded verdicts.
+//! enforcement use. Pure functions over the totals of the agent's recorded verdicts and its
+//! latest few.
 
 use crate::behaviour::{self, Anomaly, Baseline};
-use crate::verification::{Outcome, Verification};
+use crate::verification::{VerdictSummary, Verification};
 use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -111,41 +112,22 @@ pub fn score(verified: i64, judged: i64, quality_sum: f64, discrepant: i64, verd
     (0.5 * s + 0.3 * q + 0.2 * (1.0 - d)).clamp(0.0, 1.0)
 }
 
-/// The `p`-th percentile (0–100) by nearest rank; 0 for no values.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-/// Computes an agent's reliability from its verdicts in the window, oldest first.
+/// Computes an agent's reliability over a window from the totals of its verdicts there and
+/// its latest verdicts (oldest first; the behaviour baseline needs no more than
+/// [`behaviour::BASELINE_WINDOW`] + 1 of them).
 pub fn compute(
     agent_id: Uuid,
     window: Window,
-    verdicts: &[Verification],
+    summary: &VerdictSummary,
+    latest: &[Verification],
     tasks: TaskCounts,
     now: DateTime<Utc>,
 ) -> Reliability {
-    let count = |o| verdicts.iter().filter(|v| v.outcome == o).count() as i64;
-    let (verified, rejected, inconclusive) = (
-        count(Outcome::Verified),
-        count(Outcome::Rejected),
-        count(Outcome::Inconclusive),
-    );
-    let judged = verified + rejected;
-    let n = verdicts.len() as i64;
-    let quality_sum: f64 = verdicts.iter().map(|v| v.quality_score).sum();
-    let discrepant = verdicts.iter().filter(|v| v.discrepancies > 0).count() as i64;
-    let times: Vec<f64> = verdicts
-        .iter()
-        .filter_map(|v| v.response_time_secs)
-        .collect();
+    let s = summary;
+    let judged = s.verified + s.rejected;
+    let n = s.total();
     let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let anomalies = behaviour::anomalies(verdicts);
+    let anomalies = behaviour::anomalies(latest, s);
     let mut recommendations: Vec<String> =
         anomalies.iter().map(|a| a.recommendation.clone()).collect();
     if n == 0 {
@@ -156,33 +138,32 @@ pub fn compute(
     Reliability {
         agent_id,
         window,
-        reliability_score: score(verified, judged, quality_sum, discrepant, n),
-        success_rate: ratio(verified, judged),
+        reliability_score: score(s.verified, judged, s.quality_sum, s.discrepant, n),
+        success_rate: ratio(s.verified, judged),
         completion_rate: ratio(tasks.submitted, tasks.assigned).min(1.0),
-        response_time_avg: if times.is_empty() {
+        response_time_avg: if s.timed == 0 {
             0.0
         } else {
-            times.iter().sum::<f64>() / times.len() as f64
+            s.response_time_sum / s.timed as f64
         },
-        response_time_p95: percentile(&times, 95.0),
-        quality_score: if n == 0 { 0.0 } else { quality_sum / n as f64 },
-        discrepancy_rate: ratio(discrepant, n),
+        response_time_p95: s.response_time_p95,
+        quality_score: if n == 0 {
+            0.0
+        } else {
+            s.quality_sum / n as f64
+        },
+        discrepancy_rate: ratio(s.discrepant, n),
         verifications: n,
-        verified,
-        rejected,
-        inconclusive,
+        verified: s.verified,
+        rejected: s.rejected,
+        inconclusive: s.inconclusive,
         tasks_assigned: tasks.assigned,
         tasks_submitted: tasks.submitted,
-        baseline: behaviour::baseline(verdicts),
+        baseline: behaviour::baseline(latest, s),
         anomalies,
         recommendations,
         computed_at: now,
     }
-}
-
-/// How many of the latest verdicts were rejections in a row.
-pub fn rejection_streak(verdicts: &[Verification]) -> usize {
-    behaviour::streak(verdicts, Outcome::Rejected)
 }
 
 #[cfg(test)]
@@ -203,14 +184,6 @@ mod tests {
     fn more_evidence_moves_the_score_further() {
         assert!(score(50, 50, 50.0, 0, 50) > score(2, 2, 2.0, 0, 2));
         assert!(score(0, 50, 0.0, 0, 50) < score(0, 2, 0.0, 0, 2));
-    }
-
-    #[test]
-    fn percentile_by_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 95.0), 95.0);
-        assert_eq!(percentile(&[3.0], 95.0), 3.0);
-        assert_eq!(percentile(&[], 95.0), 0.0);
     }
 
     proptest! {

@@ -407,9 +407,92 @@ pub struct Verification {
     pub created_at: DateTime<Utc>,
 }
 
+/// What reliability needs from an agent's verdicts in a time range, totalled by the store
+/// (so the cost of a call does not grow with the agent's history). [`VerdictSummary::of`]
+/// is the definition; the store's SQL must agree with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VerdictSummary {
+    pub verified: i64,
+    pub rejected: i64,
+    pub inconclusive: i64,
+    pub quality_sum: f64,
+    /// Verdicts where ground truth contradicted at least one claim.
+    pub discrepant: i64,
+    /// Verdicts on evidence with nothing substantive in it.
+    pub empty_evidence: i64,
+    /// Verdicts with a response time, and the sum of those times in seconds.
+    pub timed: i64,
+    pub response_time_sum: f64,
+    /// The 95th percentile of the response times by nearest rank; 0 with none.
+    pub response_time_p95: f64,
+    /// Consecutive latest rejections, and verified verdicts (inconclusive ones skipped).
+    pub rejection_streak: i64,
+    pub success_streak: i64,
+}
+
+impl VerdictSummary {
+    /// The summary of these verdicts, oldest first.
+    pub fn of(verdicts: &[Verification]) -> Self {
+        let count = |keep: &dyn Fn(&Verification) -> bool| {
+            verdicts.iter().filter(|v| keep(v)).count() as i64
+        };
+        let times: Vec<f64> = verdicts
+            .iter()
+            .filter_map(|v| v.response_time_secs)
+            .collect();
+        Self {
+            verified: count(&|v| v.outcome == Outcome::Verified),
+            rejected: count(&|v| v.outcome == Outcome::Rejected),
+            inconclusive: count(&|v| v.outcome == Outcome::Inconclusive),
+            quality_sum: verdicts.iter().map(|v| v.quality_score).sum(),
+            discrepant: count(&|v| v.discrepancies > 0),
+            empty_evidence: count(&|v| v.evidence_analysis.substantive_items == 0),
+            timed: times.len() as i64,
+            response_time_sum: times.iter().sum(),
+            response_time_p95: percentile(&times, 95.0),
+            rejection_streak: streak(verdicts, Outcome::Rejected) as i64,
+            success_streak: streak(verdicts, Outcome::Verified) as i64,
+        }
+    }
+
+    /// Every verdict, judged or not.
+    pub fn total(&self) -> i64 {
+        self.verified + self.rejected + self.inconclusive
+    }
+}
+
+/// Consecutive latest verdicts with this outcome (inconclusive ones are skipped).
+pub fn streak(verdicts: &[Verification], outcome: Outcome) -> usize {
+    verdicts
+        .iter()
+        .rev()
+        .filter(|v| v.outcome != Outcome::Inconclusive)
+        .take_while(|v| v.outcome == outcome)
+        .count()
+}
+
+/// The `p`-th percentile (0–100) by nearest rank; 0 for no values.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&[3.0], 95.0), 3.0);
+        assert_eq!(percentile(&[], 95.0), 0.0);
+    }
     use std::collections::BTreeMap;
 
     fn tests(passed: i64, failed: i64) -> EvidenceItem {

@@ -11,11 +11,12 @@ use ares::evidence::{Evidence, EvidenceItem, GENESIS};
 use ares::reliability::{Reliability, TaskCounts, Window};
 use ares::store::{
     ActionFilter, AgentFilter, DownstreamConnection, IdempotencyRecord, Page, Store, StoreError,
-    TaskFilter, TaskSnapshot, WriteBatch,
+    TaskFilter, TaskSnapshot, TimeRange, WriteBatch,
 };
 use ares::tasks::{Task, TaskStatus};
 use ares::verification::{
-    Criterion, CriterionResult, CriterionStatus, EvidenceAnalysis, Outcome, Verification,
+    Criterion, CriterionResult, CriterionStatus, EvidenceAnalysis, Outcome, VerdictSummary,
+    Verification,
 };
 use chrono::{DateTime, Duration, Utc};
 use db::TestDatabase;
@@ -1093,19 +1094,207 @@ async fn verifications_by_task_and_by_agent_oldest_first(db: &TestDatabase) {
         vec![v_early.clone(), v_late.clone()]
     );
     assert_eq!(
-        store.verifications_for_agent(a.id, None).await.unwrap(),
+        store
+            .verifications_for_agent(a.id, TimeRange::default(), 10)
+            .await
+            .unwrap(),
         vec![v_early.clone(), v_late.clone()]
     );
     assert_eq!(
         store
-            .verifications_for_agent(a.id, Some(v_late.created_at))
+            .verifications_for_agent(a.id, TimeRange::since(Some(v_late.created_at)), 10)
             .await
             .unwrap(),
-        vec![v_late]
+        vec![v_late.clone()]
+    );
+    // The latest only, still oldest first; and a range's end is exclusive.
+    assert_eq!(
+        store
+            .verifications_for_agent(a.id, TimeRange::default(), 1)
+            .await
+            .unwrap(),
+        vec![v_late.clone()]
+    );
+    let before_late = TimeRange {
+        since: None,
+        until: Some(v_late.created_at),
+    };
+    assert_eq!(
+        store
+            .verifications_for_agent(a.id, before_late, 10)
+            .await
+            .unwrap(),
+        vec![v_early.clone()]
     );
     assert_eq!(
         store.verifications_for_task(tb.id).await.unwrap(),
         vec![v_b]
+    );
+}
+
+/// Verdicts of every kind, some at the same instant (a manual clock does not move), some
+/// without a response time, with discrepancies or with empty evidence.
+fn varied_verdicts(task: &Task, agent: &Agent, base: DateTime<Utc>) -> Vec<Verification> {
+    let outcomes = [
+        Outcome::Rejected,
+        Outcome::Verified,
+        Outcome::Verified,
+        Outcome::Inconclusive,
+        Outcome::Rejected,
+        Outcome::Rejected,
+        Outcome::Verified,
+        Outcome::Rejected,
+        Outcome::Inconclusive,
+        Outcome::Rejected,
+        Outcome::Rejected,
+    ];
+    outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, &outcome)| {
+            let mut v = verification(task, agent, base + Duration::seconds(i as i64 / 3));
+            v.outcome = outcome;
+            v.success = outcome == Outcome::Verified;
+            v.quality_score = 0.1 * (i % 7) as f64;
+            v.discrepancies = (i % 4 == 1) as i64;
+            v.evidence_analysis.substantive_items = (i % 5 != 2) as i64;
+            v.response_time_secs = (i % 6 != 3).then_some(1.5 * (11 - i) as f64);
+            v
+        })
+        .collect()
+}
+
+fn assert_same_totals(stored: VerdictSummary, expected: VerdictSummary) {
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(
+        close(stored.quality_sum, expected.quality_sum)
+            && close(stored.response_time_sum, expected.response_time_sum),
+        "{stored:?} vs {expected:?}"
+    );
+    let rounded = |s: VerdictSummary| VerdictSummary {
+        quality_sum: 0.0,
+        response_time_sum: 0.0,
+        ..s
+    };
+    assert_eq!(rounded(stored), rounded(expected));
+}
+
+async fn verdict_totals_match_the_verdicts_they_total(db: &TestDatabase) {
+    let store = open(db).await;
+    let (a, other) = (agent("a", &[]), agent("other", &[]));
+    let (ta, tother) = (
+        task_of(&a, TaskStatus::Rejected, now()),
+        task_of(&other, TaskStatus::Verified, now()),
+    );
+    let base = now() - Duration::hours(1);
+    let verdicts = varied_verdicts(&ta, &a, base);
+    commit(
+        &store,
+        WriteBatch {
+            agents: vec![a.clone(), other.clone()],
+            tasks: vec![ta.clone(), tother.clone()],
+            verifications: verdicts
+                .iter()
+                .cloned()
+                .chain([verification(&tother, &other, base)])
+                .collect(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let all = TimeRange::default();
+    let expected = VerdictSummary::of(&verdicts);
+    assert_eq!((expected.rejection_streak, expected.success_streak), (3, 0));
+    assert_same_totals(
+        store.verdict_summary(a.id, all, None).await.unwrap(),
+        expected,
+    );
+
+    // A verdict about to be stored counts as the latest, even at the same instant.
+    let mut pending = verification(&ta, &a, verdicts.last().unwrap().created_at);
+    pending.response_time_secs = Some(0.25);
+    let with_pending: Vec<Verification> =
+        verdicts.iter().cloned().chain([pending.clone()]).collect();
+    let totals = store
+        .verdict_summary(a.id, all, Some(&pending))
+        .await
+        .unwrap();
+    assert_eq!((totals.rejection_streak, totals.success_streak), (0, 1));
+    assert_same_totals(totals, VerdictSummary::of(&with_pending));
+
+    // A range totals only its verdicts.
+    let middle = TimeRange {
+        since: Some(base + Duration::seconds(1)),
+        until: Some(base + Duration::seconds(3)),
+    };
+    assert_same_totals(
+        store.verdict_summary(a.id, middle, None).await.unwrap(),
+        VerdictSummary::of(&verdicts[3..9]),
+    );
+    // No verdicts: all zero, not an error.
+    assert_eq!(
+        store
+            .verdict_summary(Uuid::now_v7(), all, None)
+            .await
+            .unwrap(),
+        VerdictSummary::default()
+    );
+    // The latest verdicts come back in the order the totals' streaks read them.
+    assert_eq!(
+        store.verifications_for_agent(a.id, all, 4).await.unwrap(),
+        verdicts[7..].to_vec()
+    );
+}
+
+/// Runs SQL on the test database outside the store.
+async fn run_sql(db: &TestDatabase, sql: &str) {
+    use sqlx::Connection;
+    match db.backend {
+        "sqlite" => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn verdicts_from_before_the_totals_columns_are_backfilled(db: &TestDatabase) {
+    let store = open(db).await;
+    let a = agent("a", &[]);
+    let ta = task_of(&a, TaskStatus::Rejected, now());
+    let verdicts = varied_verdicts(&ta, &a, now());
+    commit(
+        &store,
+        WriteBatch {
+            agents: vec![a.clone()],
+            tasks: vec![ta.clone()],
+            verifications: verdicts.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Rows as migration 0007 found them: only the body says what the verdict was.
+    run_sql(
+        db,
+        "UPDATE verifications SET outcome = NULL, quality = NULL, discrepancies = NULL, \
+         response_secs = NULL, substantive = NULL",
+    )
+    .await;
+    let migration = match db.backend {
+        "sqlite" => include_str!("../migrations/sqlite/0007_verdict_totals.sql"),
+        _ => include_str!("../migrations/postgres/0007_verdict_totals.sql"),
+    };
+    let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
+    run_sql(db, backfill).await;
+    assert_same_totals(
+        store
+            .verdict_summary(a.id, TimeRange::default(), None)
+            .await
+            .unwrap(),
+        VerdictSummary::of(&verdicts),
     );
 }
 
@@ -1246,7 +1435,7 @@ async fn concurrent_commits_all_land(db: &TestDatabase) {
     );
     assert_eq!(
         store
-            .verifications_for_agent(a.id, None)
+            .verifications_for_agent(a.id, TimeRange::default(), 1000)
             .await
             .unwrap()
             .len(),
@@ -1519,6 +1708,8 @@ macro_rules! suite {
                 dependents_are_found_by_dependency,
                 task_counts_respect_since,
                 verifications_by_task_and_by_agent_oldest_first,
+                verdict_totals_match_the_verdicts_they_total,
+                verdicts_from_before_the_totals_columns_are_backfilled,
                 task_snapshots_come_back_oldest_first,
                 downstream_connections_upsert_by_name,
                 concurrent_commits_all_land,

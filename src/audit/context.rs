@@ -144,6 +144,7 @@ mod tests {
             reliability: vec![crate::reliability::compute(
                 Uuid::nil(),
                 Default::default(),
+                &Default::default(),
                 &[],
                 Default::default(),
                 Utc::now(),

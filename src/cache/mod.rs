@@ -432,6 +432,7 @@ mod tests {
             reliability: vec![crate::reliability::compute(
                 Uuid::now_v7(),
                 Window::All,
+                &Default::default(),
                 &[],
                 Default::default(),
                 at(0),

@@ -2,11 +2,12 @@
 
 use super::{Ares, page, parse_optional_time};
 use crate::agents::AgentStatus;
+use crate::behaviour;
 use crate::cache::Entry;
 use crate::error::{AresError, AresResult};
 use crate::reliability::{self, Reliability, TaskCounts, Window};
 use crate::reports::{self, Format, ReportKind};
-use crate::store::{ActionFilter, AgentFilter, Page, WriteBatch};
+use crate::store::{ActionFilter, AgentFilter, Page, TimeRange, WriteBatch};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,17 +61,16 @@ impl Ares {
     pub async fn get_reliability(&self, req: GetReliability) -> AresResult<Reliability> {
         let window = req.window.unwrap_or_default();
         let entry = Entry::Reliability(req.agent_id, window);
-        // Computing reads the agent's whole verdict history: the cached figure is served
-        // until a write touching the agent's work empties it. Only a fresh computation is
+        // Computing totals the agent's whole verdict history in the store: the cached
+        // figure is served until a write touching the agent's work empties it. Only a fresh computation is
         // recorded as a snapshot, so repeated reads add no rows.
         self.cache
             .get_or_load(entry, self.now(), || async {
                 let agent = self.agent(req.agent_id).await?;
                 let now = self.now();
-                let since = window.since(now);
-                let verdicts = self.store.verifications_for_agent(agent.id, since).await?;
+                let range = TimeRange::since(window.since(now));
                 let counts = self.task_counts(agent.id, window).await?;
-                let rel = reliability::compute(agent.id, window, &verdicts, counts, now);
+                let rel = self.reliability_in(agent.id, window, range, counts).await?;
                 let batch = WriteBatch {
                     reliability: vec![rel.clone()],
                     ..Default::default()
@@ -94,22 +94,24 @@ impl Ares {
             .await
     }
 
-    async fn reliability_between(
+    /// The agent's reliability from its verdicts in `range` and these task counts.
+    async fn reliability_in(
         &self,
         agent_id: Uuid,
         window: Window,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
+        range: TimeRange,
+        counts: TaskCounts,
     ) -> AresResult<Reliability> {
-        let mut verdicts = self.store.verifications_for_agent(agent_id, since).await?;
-        if let Some(until) = until {
-            verdicts.retain(|v| v.created_at < until);
-        }
-        let counts = self.store.task_counts(agent_id, since).await?;
+        let totals = self.store.verdict_summary(agent_id, range, None).await?;
+        let latest = self
+            .store
+            .verifications_for_agent(agent_id, range, behaviour::BASELINE_WINDOW as i64 + 1)
+            .await?;
         Ok(reliability::compute(
             agent_id,
             window,
-            &verdicts,
+            &totals,
+            &latest,
             counts,
             self.now(),
         ))
@@ -147,8 +149,10 @@ impl Ares {
                     .iter()
                     .filter(|a| a.status != AgentStatus::Deregistered || req.agent_id.is_some())
                 {
+                    let counts = self.store.task_counts(agent.id, since).await?;
+                    let range = TimeRange { since, until };
                     let rel = self
-                        .reliability_between(agent.id, Window::All, since, until)
+                        .reliability_in(agent.id, Window::All, range, counts)
                         .await?;
                     rows.push((agent.clone(), rel));
                 }

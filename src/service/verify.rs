@@ -9,7 +9,7 @@ use crate::enforcement::{ActionKind, EnforcementAction, Trigger};
 use crate::error::{AresError, AresResult};
 use crate::evidence::{Evidence, EvidenceItem};
 use crate::reliability::{self, Window};
-use crate::store::WriteBatch;
+use crate::store::{TimeRange, WriteBatch};
 use crate::tasks::{Task, TaskStatus};
 use crate::verification::{
     self as rules, Criterion, CriterionResult, CriterionStatus, Outcome, Verification,
@@ -122,17 +122,29 @@ impl Ares {
                 ));
                 batch.tasks.push(task.clone());
 
-                // Refresh the agent's reliability with this verdict included.
-                let mut history = self.store.verifications_for_agent(agent.id, None).await?;
-                history.push(verification.clone());
+                // Refresh the agent's reliability with this verdict included: its totals
+                // are added up by the store, and only the latest verdicts are read.
+                let all = TimeRange::default();
+                let totals = self
+                    .store
+                    .verdict_summary(agent.id, all, Some(&verification))
+                    .await?;
+                let mut latest = self
+                    .store
+                    .verifications_for_agent(agent.id, all, behaviour::BASELINE_WINDOW as i64)
+                    .await?;
+                latest.push(verification.clone());
                 let counts = self.store.task_counts(agent.id, None).await?;
-                let rel = reliability::compute(agent.id, Window::All, &history, counts, now);
+                let rel =
+                    reliability::compute(agent.id, Window::All, &totals, &latest, counts, now);
                 agent.reliability_score = rel.reliability_score;
                 agent.updated_at = now;
                 agent.version += 1;
 
-                let rejections = behaviour::streak(&history, Outcome::Rejected);
-                let successes = behaviour::streak(&history, Outcome::Verified);
+                let (rejections, successes) = (
+                    totals.rejection_streak as usize,
+                    totals.success_streak as usize,
+                );
                 let metrics = json!({
                     "rejection_streak": rejections,
                     "success_streak": successes,

@@ -8,7 +8,7 @@ use crate::enforcement::{ActionKind, EnforcementAction};
 use crate::evidence::Evidence;
 use crate::reliability::{Reliability, TaskCounts};
 use crate::tasks::{Task, TaskStatus};
-use crate::verification::Verification;
+use crate::verification::{VerdictSummary, Verification};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -165,6 +165,19 @@ pub struct ActionFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// A span of time: from `since` (inclusive) to `until` (exclusive), open where `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    pub fn since(since: Option<DateTime<Utc>>) -> Self {
+        Self { since, until: None }
+    }
+}
+
 /// The storage interface both backends implement; one conformance suite runs on both.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -216,12 +229,22 @@ pub trait Store: Send + Sync + 'static {
     async fn evidence_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Evidence>>;
     /// A task's verifications, oldest first.
     async fn verifications_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Verification>>;
-    /// An agent's verifications since `since`, oldest first.
+    /// An agent's latest `limit` verifications in `range`, oldest first.
     async fn verifications_for_agent(
         &self,
         agent_id: Uuid,
-        since: Option<DateTime<Utc>>,
+        range: TimeRange,
+        limit: i64,
     ) -> StoreResult<Vec<Verification>>;
+    /// The totals of an agent's verifications in `range`, computed where the data is, so
+    /// their cost in memory does not grow with the agent's history. `pending`, a verdict
+    /// about to be stored, counts as the latest.
+    async fn verdict_summary(
+        &self,
+        agent_id: Uuid,
+        range: TimeRange,
+        pending: Option<&Verification>,
+    ) -> StoreResult<VerdictSummary>;
     /// A task's snapshots, oldest first.
     async fn task_snapshots(&self, task_id: Uuid) -> StoreResult<Vec<TaskSnapshot>>;
 

@@ -9,8 +9,8 @@
 //! - `fn unavailable_code(code: &str) -> bool`, which database error codes mean the
 //!   database cannot be reached.
 //!
-//! Every statement uses `$N` placeholders and binds only text and 64-bit integers, which
-//! both drivers handle the same way.
+//! Every statement uses `$N` placeholders and binds only text, 64-bit integers and 64-bit
+//! floats, which both drivers handle the same way.
 
 use super::{BACKEND, Backend, Db, MIGRATOR, unavailable_code};
 use crate::agents::Agent;
@@ -20,10 +20,10 @@ use crate::evidence::Evidence;
 use crate::reliability::{Reliability, TaskCounts};
 use crate::store::{
     ActionFilter, AgentFilter, DownstreamConnection, IdempotencyRecord, Listed, Page, Store,
-    StoreError, StoreResult, TaskFilter, TaskSnapshot, WriteBatch,
+    StoreError, StoreResult, TaskFilter, TaskSnapshot, TimeRange, WriteBatch,
 };
 use crate::tasks::{Task, TaskStatus};
-use crate::verification::Verification;
+use crate::verification::{VerdictSummary, Verification};
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -41,6 +41,8 @@ mod audit_sql;
 mod events_sql;
 #[path = "keys_sql.rs"]
 mod keys_sql;
+#[path = "verdicts_sql.rs"]
+mod verdicts_sql;
 
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 type Tx = sqlx::Transaction<'static, Db>;
@@ -59,6 +61,8 @@ enum Arg {
     Int(i64),
     OptText(Option<String>),
     OptInt(Option<i64>),
+    Real(f64),
+    OptReal(Option<f64>),
 }
 
 impl From<&str> for Arg {
@@ -98,6 +102,8 @@ fn bind(query: Query<'_>, arg: Arg) -> Query<'_> {
         Arg::Int(v) => query.bind(v),
         Arg::OptText(v) => query.bind(v),
         Arg::OptInt(v) => query.bind(v),
+        Arg::Real(v) => query.bind(v),
+        Arg::OptReal(v) => query.bind(v),
     }
 }
 
@@ -512,21 +518,7 @@ impl Backend {
             .await?;
         }
         for v in &batch.verifications {
-            self.exec(
-                tx,
-                "INSERT INTO verifications (id, task_id, agent_id, created_us, body) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                vec![
-                    v.id.into(),
-                    v.task_id.into(),
-                    v.agent_id.into(),
-                    micros(v.created_at).into(),
-                    to_body("verifications", v.id, v)?.into(),
-                ],
-                OnUnique::Conflict,
-                format!("record verification {}", v.id),
-            )
-            .await?;
+            self.write_verification(tx, v).await?;
         }
         for a in &batch.actions {
             self.exec(
@@ -902,20 +894,24 @@ impl Store for Backend {
         .await
     }
 
-    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?since))]
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?range, limit))]
     async fn verifications_for_agent(
         &self,
         agent_id: Uuid,
-        since: Option<DateTime<Utc>>,
+        range: TimeRange,
+        limit: i64,
     ) -> StoreResult<Vec<Verification>> {
-        let mut sql = Sql::new("SELECT seq, id AS rid, body FROM verifications");
-        let mut conditions = vec![format!("agent_id = {}", sql.arg(agent_id))];
-        if let Some(since) = since {
-            conditions.push(format!("created_us >= {}", sql.arg(micros(since))));
-        }
-        sql.push_where(&conditions);
-        sql.push(" ORDER BY created_us ASC, seq ASC");
-        self.fetch_items("verifications", &sql.text, sql.args).await
+        self.latest_verifications(agent_id, range, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %agent_id, ?range))]
+    async fn verdict_summary(
+        &self,
+        agent_id: Uuid,
+        range: TimeRange,
+        pending: Option<&Verification>,
+    ) -> StoreResult<VerdictSummary> {
+        self.summarise_verdicts(agent_id, range, pending).await
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
