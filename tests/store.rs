@@ -1288,6 +1288,7 @@ async fn verdicts_from_before_the_totals_columns_are_backfilled(db: &TestDatabas
         _ => include_str!("../migrations/postgres/0007_verdict_totals.sql"),
     };
     let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
+    let backfill = &backfill[..=backfill.find(';').expect("the end of the backfill")];
     run_sql(db, backfill).await;
     assert_same_totals(
         store
