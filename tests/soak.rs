@@ -4,7 +4,7 @@
 //! the server every 2 s. The bound it must hold (stated in src/bin/ares-bench/soak.rs): no
 //! failed call, anonymous memory grows at most 10 MB after the warm-up, and once the load
 //! stops the server's client connections and MCP sessions are back to where they started.
-//! A longer release run and its command are in benches/results/soak-*/.
+//! A longer release run and its command are in benches/results/*-soak/ (see RELIABILITY.md, "Soak").
 
 use serde_json::Value;
 use std::process::Command;
