@@ -1221,6 +1221,14 @@ async fn verdict_totals_match_the_verdicts_they_total(db: &TestDatabase) {
         .unwrap();
     assert_eq!((totals.rejection_streak, totals.success_streak), (0, 1));
     assert_same_totals(totals, VerdictSummary::of(&with_pending));
+    // …even when the clock was set back before it.
+    let mut behind = pending.clone();
+    behind.created_at = base - Duration::hours(2);
+    let totals = store
+        .verdict_summary(a.id, all, Some(&behind))
+        .await
+        .unwrap();
+    assert_eq!((totals.rejection_streak, totals.success_streak), (0, 1));
 
     // A range totals only its verdicts.
     let middle = TimeRange {

@@ -9,8 +9,9 @@ use crate::verification::{VerdictSummary, Verification};
 use sqlx::Row;
 use uuid::Uuid;
 
-/// Ranks the pending verdict after every stored one.
-const LATEST_SEQ: i64 = i64::MAX;
+/// Ranks the pending verdict after every stored one, whatever the clock said; also "no
+/// verdict of the opposite outcome" in a streak.
+const LATEST: i64 = i64::MAX;
 
 impl Backend {
     pub(super) async fn write_verification(
@@ -72,8 +73,8 @@ impl Backend {
         sql.push_where(&conditions);
         if let Some(v) = pending {
             let mut values: Vec<String> = totalled(v).into_iter().map(|a| sql.arg(a)).collect();
-            values.push(sql.arg(micros(v.created_at)));
-            values.push(sql.arg(LATEST_SEQ));
+            values.push(sql.arg(LATEST));
+            values.push(sql.arg(LATEST));
             let types = [
                 "TEXT",
                 "DOUBLE PRECISION",
@@ -93,7 +94,13 @@ impl Backend {
         // `pos` 1 is the latest verdict; a streak is the verdicts of one outcome newer than
         // the latest of the opposite one (inconclusive verdicts break nothing). The 95th
         // percentile is by nearest rank: position ceil(0.95·n) in ascending order.
-        sql.push(
+        let streak = |outcome: &str, opposite: &str| {
+            format!(
+                "(SELECT COUNT(*) FROM ranked WHERE outcome = '{outcome}' AND pos < COALESCE(\
+                 (SELECT MIN(pos) FROM ranked WHERE outcome = '{opposite}'), {LATEST}))"
+            )
+        };
+        sql.push(&format!(
             "), ranked AS (SELECT outcome, ROW_NUMBER() OVER (ORDER BY at DESC, seq DESC) AS pos \
              FROM w), \
              times AS (SELECT response_secs AS t, \
@@ -109,14 +116,11 @@ impl Backend {
              COUNT(response_secs) AS timed, \
              COALESCE(SUM(response_secs), 0.0) AS response_time_sum, \
              (SELECT t FROM times WHERE i = (95 * n + 99) / 100) AS response_time_p95, \
-             (SELECT COUNT(*) FROM ranked WHERE outcome = 'rejected' AND pos < COALESCE(\
-             (SELECT MIN(pos) FROM ranked WHERE outcome = 'verified'), 9223372036854775807)) \
-             AS rejection_streak, \
-             (SELECT COUNT(*) FROM ranked WHERE outcome = 'verified' AND pos < COALESCE(\
-             (SELECT MIN(pos) FROM ranked WHERE outcome = 'rejected'), 9223372036854775807)) \
-             AS success_streak \
+             {} AS rejection_streak, {} AS success_streak \
              FROM w",
-        );
+            streak("rejected", "verified"),
+            streak("verified", "rejected"),
+        ));
         let row = query(&sql.text, sql.args)
             .fetch_one(self.reader())
             .await
