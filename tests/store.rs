@@ -1453,6 +1453,83 @@ async fn concurrent_commits_all_land(db: &TestDatabase) {
     assert_eq!(store.open_task_counts(None).await.unwrap()[&a.id], 21);
 }
 
+/// An audit entry for a batch that registers `agent`, as `Ares::commit` drafts one.
+fn audit_draft(agent: &Agent) -> ares::audit::AuditDraft {
+    ares::audit::AuditDraft {
+        id: Uuid::now_v7(),
+        at: now(),
+        actor: ares::audit::Actor::system(),
+        tool: "register_agent".into(),
+        args_digest: ares::audit::args_digest(&json!({ "name": agent.name })),
+        outcome: "ok".into(),
+        agent_ids: vec![agent.id],
+        task_ids: vec![],
+    }
+}
+
+/// Many commits at once are written in groups (one transaction, a savepoint each): a
+/// batch that fails there fails alone, leaves nothing behind, and leaves no gap in the
+/// audit chain; every other batch lands whole.
+async fn a_failing_commit_among_concurrent_ones_fails_alone(db: &TestDatabase) {
+    let store = open(db).await;
+    let taken = agent("taken", &[]);
+    add_agents(&store, std::slice::from_ref(&taken)).await;
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Every fifth batch registers a name that is already taken.
+                let name = if i % 5 == 0 {
+                    "taken".to_string()
+                } else {
+                    format!("a{i}")
+                };
+                let a = agent(&name, &[]);
+                let t = task_of(&a, TaskStatus::Assigned, now());
+                let outcome = store
+                    .commit(WriteBatch {
+                        tasks: vec![t.clone()],
+                        task_snapshots: vec![snapshot(&t, "created")],
+                        events: vec![event(&a, "agent_registered", now())],
+                        audit: vec![audit_draft(&a)],
+                        agents: vec![a.clone()],
+                        ..Default::default()
+                    })
+                    .await;
+                (i, a, t, outcome)
+            })
+        })
+        .collect();
+    let mut landed = 0;
+    for call in calls {
+        let (i, a, t, outcome) = call.await.unwrap();
+        if i % 5 == 0 {
+            assert!(
+                matches!(outcome, Err(StoreError::Duplicate("agents.name"))),
+                "batch {i}: {outcome:?}"
+            );
+            assert_eq!(store.agent(a.id).await.unwrap(), None, "batch {i}");
+            assert_eq!(store.task(t.id).await.unwrap(), None, "batch {i}");
+            assert!(store.task_snapshots(t.id).await.unwrap().is_empty());
+        } else {
+            outcome.unwrap_or_else(|e| panic!("batch {i}: {e:?}"));
+            assert_eq!(store.agent(a.id).await.unwrap(), Some(a), "batch {i}");
+            assert_eq!(store.task(t.id).await.unwrap(), Some(t.clone()));
+            assert_eq!(store.task_snapshots(t.id).await.unwrap().len(), 1);
+            landed += 1;
+        }
+    }
+    assert_eq!(landed, 48);
+    let log = store.audit_log(None, 1000).await.unwrap();
+    assert_eq!(
+        log.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=48).collect::<Vec<_>>(),
+        "one entry per batch that landed, no gaps"
+    );
+    ares::audit::verify_chain(&log).expect("the audit chain holds");
+    assert_eq!(store.latest_events(1000).await.unwrap().len(), 48);
+}
+
 async fn data_survives_closing_and_reopening(db: &TestDatabase) {
     let store = open(db).await;
     let a = agent("durable", &["rust"]);
@@ -1722,6 +1799,7 @@ macro_rules! suite {
                 task_snapshots_come_back_oldest_first,
                 downstream_connections_upsert_by_name,
                 concurrent_commits_all_land,
+                a_failing_commit_among_concurrent_ones_fails_alone,
                 data_survives_closing_and_reopening,
                 migrating_twice_is_harmless,
                 an_unreadable_body_is_internal_and_names_the_row,

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub mod group;
 mod postgres;
 mod sqlite;
 

@@ -33,6 +33,8 @@ fn unavailable_code(code: &str) -> bool {
 pub struct PostgresStore {
     pool: PgPool,
     label: String,
+    /// Commits queued while another is written share its successor's transaction.
+    group: crate::store::group::GroupCommit,
 }
 
 impl PostgresStore {
@@ -52,7 +54,11 @@ impl PostgresStore {
             .await
             .with_context(|| format!("connecting to PostgreSQL at {label}"))?;
         tracing::info!(database = %label, max_connections = max, "connected to PostgreSQL store");
-        Ok(Self { pool, label })
+        Ok(Self {
+            pool,
+            label,
+            group: Default::default(),
+        })
     }
 
     fn reader(&self) -> &PgPool {

@@ -18,6 +18,7 @@ use crate::audit::{AuditRecord, Checkpoint};
 use crate::enforcement::EnforcementAction;
 use crate::evidence::Evidence;
 use crate::reliability::{Reliability, TaskCounts};
+use crate::store::group::{Pending, for_each_batch};
 use crate::store::{
     ActionFilter, AgentFilter, DownstreamConnection, IdempotencyRecord, Listed, Page, Store,
     StoreError, StoreResult, TaskFilter, TaskSnapshot, TimeRange, WriteBatch,
@@ -594,6 +595,99 @@ impl Backend {
     }
 }
 
+/// Group commit (see [`crate::store::group`]): the transactions themselves.
+impl Backend {
+    /// Writes `group` in one transaction, each batch in a savepoint, and reports each
+    /// batch's outcome. A group of one is written without a savepoint.
+    async fn commit_group(&self, group: Vec<Pending>) {
+        let mut tx = match self.writer().begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let error = self.fail(e, "begin a transaction");
+                for pending in group {
+                    let _ = pending.done.send(Err(for_each_batch(&error)));
+                }
+                return;
+            }
+        };
+        let alone = group.len() == 1;
+        let mut written = Vec::with_capacity(group.len());
+        let mut batches = group.into_iter();
+        while let Some(Pending { batch, done }) = batches.next() {
+            let outcome = if alone {
+                self.write_batch(&mut tx, &batch)
+                    .await
+                    .map_err(Undone::Batch)
+            } else {
+                self.write_in_savepoint(&mut tx, &batch).await
+            };
+            match outcome {
+                Ok(()) => written.push(done),
+                Err(Undone::Batch(e)) => {
+                    let _ = done.send(Err(e));
+                }
+                Err(Undone::Group(e)) => {
+                    // The transaction is unusable: nothing in it will be committed. It
+                    // rolls back when dropped.
+                    let _ = done.send(Err(for_each_batch(&e)));
+                    for done in written.into_iter().chain(batches.map(|p| p.done)) {
+                        let _ = done.send(Err(for_each_batch(&e)));
+                    }
+                    return;
+                }
+            }
+        }
+        if written.is_empty() {
+            // Nothing left to commit: every batch was rolled back to its savepoint.
+            return;
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                for done in written {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let error = self.fail_write(e, OnUnique::Conflict, "commit");
+                for done in written {
+                    let _ = done.send(Err(for_each_batch(&error)));
+                }
+            }
+        }
+    }
+
+    /// Writes one batch of a group inside a savepoint; a batch that fails leaves nothing
+    /// behind in the transaction.
+    async fn write_in_savepoint(&self, tx: &mut Tx, batch: &WriteBatch) -> Result<(), Undone> {
+        self.savepoint(tx, "SAVEPOINT ares_batch").await?;
+        match self.write_batch(tx, batch).await {
+            Ok(()) => self.savepoint(tx, "RELEASE SAVEPOINT ares_batch").await,
+            Err(e) => {
+                self.savepoint(tx, "ROLLBACK TO SAVEPOINT ares_batch")
+                    .await?;
+                self.savepoint(tx, "RELEASE SAVEPOINT ares_batch").await?;
+                Err(Undone::Batch(e))
+            }
+        }
+    }
+
+    async fn savepoint(&self, tx: &mut Tx, statement: &'static str) -> Result<(), Undone> {
+        sqlx::query(statement)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| Undone::Group(self.fail(e, statement.to_lowercase())))
+    }
+}
+
+/// Why a batch of a group was not written.
+enum Undone {
+    /// This batch failed and was rolled back to its savepoint; the group goes on.
+    Batch(StoreError),
+    /// The transaction itself failed: no batch of the group is written.
+    Group(StoreError),
+}
+
 const AGENT_COLUMNS: &str = "SELECT seq, id AS rid, body FROM agents";
 const TASK_COLUMNS: &str = "SELECT seq, id AS rid, body FROM tasks";
 
@@ -657,16 +751,12 @@ impl Store for Backend {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .writer()
-            .begin()
+        self.group
+            .commit(batch, |group| {
+                let store = self.clone();
+                Box::pin(async move { store.commit_group(group).await })
+            })
             .await
-            .map_err(|e| self.fail(e, "begin a transaction"))?;
-        // On error the transaction drops here and rolls back: all or nothing.
-        self.write_batch(&mut tx, &batch).await?;
-        tx.commit()
-            .await
-            .map_err(|e| self.fail_write(e, OnUnique::Conflict, "commit"))
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, key_id = %id))]

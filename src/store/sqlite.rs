@@ -40,9 +40,11 @@ fn unavailable_code(code: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
-    /// One connection: commits run one at a time.
+    /// One connection: commits run one at a time, those that queue up meanwhile together.
     write: SqlitePool,
     label: String,
+    /// Commits queued while another is written share its successor's transaction.
+    group: crate::store::group::GroupCommit,
 }
 
 impl SqliteStore {
@@ -75,6 +77,7 @@ impl SqliteStore {
                 read: pool.clone(),
                 write: pool,
                 label,
+                group: Default::default(),
             });
         }
 
@@ -83,11 +86,13 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the directory of {}", path.display()))?;
         }
-        // Memory-mapped reads: a reader whose page cache another connection's commit
-        // invalidated reads the file through the OS page cache instead of read() calls.
+        // No memory map: in WAL mode a reader unmaps its whole map whenever another
+        // connection has committed since its last read, so with a write on most calls every
+        // read paid a munmap (a TLB shootdown on every core) and re-faulted its pages, and
+        // the map counted in RSS. Plain reads cost no more (BENCHMARKS.md, hot spot 7).
         let options = options
             .journal_mode(SqliteJournalMode::Wal)
-            .pragma("mmap_size", "268435456");
+            .pragma("mmap_size", "0");
 
         // The writer opens first so the file exists and is in WAL mode before readers come.
         let write = SqlitePoolOptions::new()
@@ -107,7 +112,12 @@ impl SqliteStore {
             .await
             .with_context(|| format!("opening SQLite database {label} for reading"))?;
         tracing::info!(database = %label, readers, "opened SQLite store");
-        Ok(Self { read, write, label })
+        Ok(Self {
+            read,
+            write,
+            label,
+            group: Default::default(),
+        })
     }
 
     fn reader(&self) -> &SqlitePool {
