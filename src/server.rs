@@ -290,8 +290,14 @@ async fn explain_malformed(
             let Some(place) = place else {
                 return response;
             };
-            // The place is given up when the answer's body is done with (sent, or dropped
-            // with the connection).
+            if !is_event_stream(&response) {
+                // A JSON answer is complete: rmcp has routed it, so the id is free again.
+                // Left as it is, the body keeps its length (no chunked encoding).
+                drop(place);
+                return response;
+            }
+            // A streamed answer is still on its way: the place is given up when the body is
+            // done with (sent, or dropped with the connection).
             let (parts, body) = response.into_parts();
             let body = body.into_data_stream().map(move |chunk| {
                 let _holding = &place;
@@ -305,6 +311,14 @@ async fn explain_malformed(
     };
     let answer = serde_json::json!({ "jsonrpc": "2.0", "id": id, "error": error });
     (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response()
+}
+
+fn is_event_stream(response: &axum::response::Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 /// The id of a JSON-RPC request (not a notification or a response), as JSON text, if it is
