@@ -1307,6 +1307,118 @@ async fn verdicts_from_before_the_totals_columns_are_backfilled(db: &TestDatabas
     );
 }
 
+async fn overdue_tasks_are_found_by_their_deadline(db: &TestDatabase) {
+    let store = open(db).await;
+    let a = agent("late", &[]);
+    let t0 = now();
+    let past = t0 - Duration::minutes(5);
+    let with = |status, deadline, assigned_at| Task {
+        deadline,
+        assigned_at,
+        ..task_of(&a, status, t0)
+    };
+    let overdue = with(
+        TaskStatus::Assigned,
+        Some(past),
+        Some(past - Duration::minutes(1)),
+    );
+    let overdue_started = with(TaskStatus::InProgress, Some(past), None);
+    let not_yet = with(
+        TaskStatus::Assigned,
+        Some(t0 + Duration::hours(1)),
+        Some(past),
+    );
+    let no_deadline = with(TaskStatus::Assigned, None, Some(past));
+    let handed_on_late = with(
+        TaskStatus::Assigned,
+        Some(past),
+        Some(past + Duration::minutes(1)),
+    );
+    let submitted = with(
+        TaskStatus::Submitted,
+        Some(past),
+        Some(past - Duration::minutes(1)),
+    );
+    let pending = Task {
+        deadline: Some(past),
+        ..task("nobody has it")
+    };
+    commit(
+        &store,
+        WriteBatch {
+            agents: vec![a.clone()],
+            tasks: vec![
+                overdue.clone(),
+                overdue_started.clone(),
+                not_yet,
+                no_deadline,
+                handed_on_late,
+                submitted,
+                pending,
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let found = |after, limit| {
+        let store = store.clone();
+        async move { store.overdue_tasks(t0, page(after, limit)).await.unwrap() }
+    };
+    let all = found(None, 100).await;
+    assert_eq!(
+        ids(&all.items, |t| t.id),
+        vec![overdue.id, overdue_started.id]
+    );
+    assert_eq!(all.next_cursor, None);
+    let first = found(None, 1).await;
+    assert_eq!(ids(&first.items, |t| t.id), vec![overdue.id]);
+    let second = found(first.next_cursor, 1).await;
+    assert_eq!(ids(&second.items, |t| t.id), vec![overdue_started.id]);
+    assert_eq!(second.next_cursor, None);
+    assert!(
+        store
+            .overdue_tasks(past - Duration::seconds(1), page(None, 100))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing is overdue before its deadline"
+    );
+
+    // A deadline moved later takes the task out.
+    let extended = bumped(&overdue, |t| {
+        t.deadline = Some(t0 + Duration::hours(1));
+        t.version = 2;
+    });
+    commit(
+        &store,
+        WriteBatch {
+            tasks: vec![extended],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&found(None, 100).await.items, |t| t.id),
+        vec![overdue_started.id]
+    );
+
+    // Rows as migration 0008 found them: only the body has the deadline.
+    run_sql(db, "UPDATE tasks SET deadline_us = NULL").await;
+    assert!(found(None, 100).await.items.is_empty());
+    let migration = match db.backend {
+        "sqlite" => include_str!("../migrations/sqlite/0008_task_deadlines.sql"),
+        _ => include_str!("../migrations/postgres/0008_task_deadlines.sql"),
+    };
+    let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
+    let backfill = &backfill[..=backfill.find(';').expect("the end of the backfill")];
+    run_sql(db, backfill).await;
+    assert_eq!(
+        ids(&found(None, 100).await.items, |t| t.id),
+        vec![overdue_started.id]
+    );
+}
+
 async fn task_snapshots_come_back_oldest_first(db: &TestDatabase) {
     let store = open(db).await;
     let a = agent("snap", &[]);
@@ -1796,6 +1908,7 @@ macro_rules! suite {
                 verifications_by_task_and_by_agent_oldest_first,
                 verdict_totals_match_the_verdicts_they_total,
                 verdicts_from_before_the_totals_columns_are_backfilled,
+                overdue_tasks_are_found_by_their_deadline,
                 task_snapshots_come_back_oldest_first,
                 downstream_connections_upsert_by_name,
                 concurrent_commits_all_land,

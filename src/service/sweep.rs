@@ -6,7 +6,7 @@ use super::enforce::Decision;
 use crate::agents::{Agent, AgentStatus};
 use crate::enforcement::{ActionKind, Trigger};
 use crate::error::AresResult;
-use crate::store::{AgentFilter, Page, TaskFilter, WriteBatch};
+use crate::store::{AgentFilter, Page, WriteBatch};
 use crate::tasks::{Task, TaskStatus};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -77,18 +77,9 @@ impl Ares {
             report.probation.extend(done.probation);
             report.escalated.extend(done.escalated);
         }
-        for status in [TaskStatus::Assigned, TaskStatus::InProgress] {
-            for task in self.tasks_in(status).await? {
-                // Only a holder that had the task before its deadline missed it; a task handed
-                // on after the deadline is not moved again every sweep.
-                let missed = task
-                    .deadline
-                    .is_some_and(|d| d <= self.now() && task.assigned_at.is_none_or(|a| a < d));
-                if missed {
-                    if let Some(to) = self.reassign_overdue(task.id).await? {
-                        report.overdue.push((task.id, to));
-                    }
-                }
+        for task in self.overdue_tasks().await? {
+            if let Some(to) = self.reassign_overdue(task.id).await? {
+                report.overdue.push((task.id, to));
             }
         }
         if report != SweepReport::default() {
@@ -122,17 +113,16 @@ impl Ares {
         }
     }
 
-    async fn tasks_in(&self, status: TaskStatus) -> AresResult<Vec<Task>> {
-        let filter = TaskFilter {
-            status: Some(status),
-            agent_id: None,
-        };
+    /// Tasks whose holder missed the deadline. Only a holder that had the task before its
+    /// deadline missed it: a task handed on after the deadline is not moved every sweep.
+    async fn overdue_tasks(&self) -> AresResult<Vec<Task>> {
+        let now = self.now();
         let mut out = Vec::new();
         let mut after = None;
         loop {
             let page = self
                 .store
-                .list_tasks(&filter, Page { after, limit: PAGE })
+                .overdue_tasks(now, Page { after, limit: PAGE })
                 .await?;
             out.extend(page.items);
             match page.next_cursor {

@@ -217,6 +217,10 @@ pub trait Store: Send + Sync + 'static {
     async fn open_task_counts(&self, agents: Option<&[Uuid]>) -> StoreResult<HashMap<Uuid, i64>>;
     /// An agent's open tasks, oldest first.
     async fn open_tasks_of(&self, agent_id: Uuid) -> StoreResult<Vec<Task>>;
+    /// Assigned and in-progress tasks whose deadline is at or before `now` and whose holder
+    /// had them before it (a task handed on after its deadline is not overdue again),
+    /// oldest first, a page at a time.
+    async fn overdue_tasks(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Listed<Task>>;
     /// Tasks whose `depends_on` names `task_id`.
     async fn dependents_of(&self, task_id: Uuid) -> StoreResult<Vec<Task>>;
     /// Tasks assigned to the agent since `since`, and how many of them it submitted.

@@ -424,13 +424,14 @@ impl Backend {
         let body = to_body("tasks", task.id, task)?;
         let depends_on = bar_list(&task.depends_on);
         let assigned_us = task.assigned_at.map(micros);
+        let deadline_us = task.deadline.map(micros);
         let what = format!("write task {} (version {})", task.id, task.version);
         match task.version {
             1 => {
                 self.exec(
                     tx,
                     "INSERT INTO tasks (id, status, agent_id, depends_on, assigned_us, version, \
-                     created_us, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     created_us, body, deadline_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     vec![
                         task.id.into(),
                         task.status.as_str().into(),
@@ -440,6 +441,7 @@ impl Backend {
                         task.version.into(),
                         micros(task.created_at).into(),
                         body.into(),
+                        deadline_us.into(),
                     ],
                     OnUnique::Conflict,
                     what,
@@ -462,7 +464,8 @@ impl Backend {
                     .exec(
                         tx,
                         "UPDATE tasks SET status = $2, agent_id = $3, depends_on = $4, \
-                         assigned_us = $5, version = $6, body = $7 WHERE id = $1 AND version = $8",
+                         assigned_us = $5, version = $6, body = $7, deadline_us = $9 \
+                         WHERE id = $1 AND version = $8",
                         vec![
                             task.id.into(),
                             task.status.as_str().into(),
@@ -472,6 +475,7 @@ impl Backend {
                             v.into(),
                             body.into(),
                             (v - 1).into(),
+                            deadline_us.into(),
                         ],
                         OnUnique::Conflict,
                         what,
@@ -919,6 +923,23 @@ impl Store for Backend {
             status_list(&TaskStatus::OPEN)
         );
         self.fetch_items("tasks", &sql, vec![agent_id.into()]).await
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND))]
+    async fn overdue_tasks(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Listed<Task>> {
+        let limit = page_limit(page);
+        let sql = format!(
+            "{TASK_COLUMNS} WHERE status IN ({}) AND deadline_us <= $1 \
+             AND (assigned_us IS NULL OR assigned_us < deadline_us) AND seq > $2 \
+             ORDER BY seq ASC LIMIT $3",
+            status_list(&[TaskStatus::Assigned, TaskStatus::InProgress])
+        );
+        let args = vec![
+            micros(now).into(),
+            page.after.unwrap_or(i64::MIN).into(),
+            (limit as i64 + 1).into(),
+        ];
+        Ok(paginate(self.fetch("tasks", &sql, args).await?, limit))
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
