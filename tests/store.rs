@@ -1269,6 +1269,22 @@ async fn run_sql(db: &TestDatabase, sql: &str) {
     }
 }
 
+/// Runs the backfill (the first `UPDATE` statement) of a migration, in the backend's own
+/// version of it.
+async fn run_backfill(db: &TestDatabase, sqlite: &str, postgres: &str) {
+    let migration = if db.backend == "sqlite" {
+        sqlite
+    } else {
+        postgres
+    };
+    let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
+    run_sql(
+        db,
+        &backfill[..=backfill.find(';').expect("the end of the backfill")],
+    )
+    .await;
+}
+
 async fn verdicts_from_before_the_totals_columns_are_backfilled(db: &TestDatabase) {
     let store = open(db).await;
     let a = agent("a", &[]);
@@ -1291,13 +1307,12 @@ async fn verdicts_from_before_the_totals_columns_are_backfilled(db: &TestDatabas
          response_secs = NULL, substantive = NULL",
     )
     .await;
-    let migration = match db.backend {
-        "sqlite" => include_str!("../migrations/sqlite/0007_verdict_totals.sql"),
-        _ => include_str!("../migrations/postgres/0007_verdict_totals.sql"),
-    };
-    let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
-    let backfill = &backfill[..=backfill.find(';').expect("the end of the backfill")];
-    run_sql(db, backfill).await;
+    run_backfill(
+        db,
+        include_str!("../migrations/sqlite/0007_verdict_totals.sql"),
+        include_str!("../migrations/postgres/0007_verdict_totals.sql"),
+    )
+    .await;
     assert_same_totals(
         store
             .verdict_summary(a.id, TimeRange::default(), None)
@@ -1406,13 +1421,12 @@ async fn overdue_tasks_are_found_by_their_deadline(db: &TestDatabase) {
     // Rows as migration 0008 found them: only the body has the deadline.
     run_sql(db, "UPDATE tasks SET deadline_us = NULL").await;
     assert!(found(None, 100).await.items.is_empty());
-    let migration = match db.backend {
-        "sqlite" => include_str!("../migrations/sqlite/0008_task_deadlines.sql"),
-        _ => include_str!("../migrations/postgres/0008_task_deadlines.sql"),
-    };
-    let backfill = &migration[migration.find("UPDATE").expect("the backfill")..];
-    let backfill = &backfill[..=backfill.find(';').expect("the end of the backfill")];
-    run_sql(db, backfill).await;
+    run_backfill(
+        db,
+        include_str!("../migrations/sqlite/0008_task_deadlines.sql"),
+        include_str!("../migrations/postgres/0008_task_deadlines.sql"),
+    )
+    .await;
     assert_eq!(
         ids(&found(None, 100).await.items, |t| t.id),
         vec![overdue_started.id]
