@@ -1418,13 +1418,13 @@ async fn overdue_tasks_are_found_by_their_deadline(db: &TestDatabase) {
         vec![overdue_started.id]
     );
 
-    // Rows as migration 0008 found them: only the body has the deadline.
+    // Rows as migration 0009 found them: only the body has the deadline.
     run_sql(db, "UPDATE tasks SET deadline_us = NULL").await;
     assert!(found(None, 100).await.items.is_empty());
     run_backfill(
         db,
-        include_str!("../migrations/sqlite/0008_task_deadlines.sql"),
-        include_str!("../migrations/postgres/0008_task_deadlines.sql"),
+        include_str!("../migrations/sqlite/0009_task_deadlines.sql"),
+        include_str!("../migrations/postgres/0009_task_deadlines.sql"),
     )
     .await;
     assert_eq!(
