@@ -13,6 +13,12 @@ use clap::Parser;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: a call allocates and frees many small, short-lived
+/// values across worker threads, and memory freed when sessions close goes back to the
+/// system instead of staying in glibc's per-thread arenas (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_logging();
