@@ -12,34 +12,35 @@ use anyhow::Context;
 use sqlx::Row;
 use uuid::Uuid;
 
+/// The last entry of the audit chain: its position and hash.
+pub(super) struct ChainHead {
+    seq: i64,
+    prev: String,
+}
+
 /// The most rows one read returns.
 const MAX_ROWS: i64 = 10_000;
 
 impl Backend {
     /// Gives each draft the next position after the head and chains it on; runs inside
     /// the commit's transaction, so the entries land with the change or not at all.
-    pub(super) async fn append_audit(&self, tx: &mut Tx, drafts: &[AuditDraft]) -> StoreResult<()> {
+    ///
+    /// `head` is where this transaction left the chain: `None` until it first appends, when
+    /// the head is locked and read. Later batches of the same all-or-nothing transaction
+    /// chain on from it without a round trip; a caller that may roll part of the
+    /// transaction back (a savepoint) must start each part from `None`.
+    pub(super) async fn append_audit(
+        &self,
+        tx: &mut Tx,
+        drafts: &[AuditDraft],
+        head: &mut Option<ChainHead>,
+    ) -> StoreResult<()> {
         if drafts.is_empty() {
             return Ok(());
         }
-        if let Some(lock) = AUDIT_LOCK {
-            sqlx::query(lock)
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| self.fail(e, "lock the head of the audit log"))?;
-        }
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| self.fail(e, "read the head of the audit log"))?;
-        let (mut seq, mut prev): (i64, String) = match head {
-            Some(row) => (
-                row.try_get("seq")
-                    .map_err(|e| self.fail(e, "read the audit head"))?,
-                row.try_get("hash")
-                    .map_err(|e| self.fail(e, "read the audit head"))?,
-            ),
-            None => (0, GENESIS.to_string()),
+        let ChainHead { mut seq, mut prev } = match head.take() {
+            Some(head) => head,
+            None => self.lock_audit_head(tx).await?,
         };
         for draft in drafts {
             seq += 1;
@@ -65,7 +66,36 @@ impl Backend {
             .await?;
             prev = record.hash;
         }
+        *head = Some(ChainHead { seq, prev });
         Ok(())
+    }
+
+    /// Takes this transaction's turn at the head of the chain and reads it.
+    async fn lock_audit_head(&self, tx: &mut Tx) -> StoreResult<ChainHead> {
+        if let Some(lock) = AUDIT_LOCK {
+            sqlx::query(lock)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| self.fail(e, "lock the head of the audit log"))?;
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| self.fail(e, "read the head of the audit log"))?;
+        let Some(row) = head else {
+            return Ok(ChainHead {
+                seq: 0,
+                prev: GENESIS.to_string(),
+            });
+        };
+        Ok(ChainHead {
+            seq: row
+                .try_get("seq")
+                .map_err(|e| self.fail(e, "read the audit head"))?,
+            prev: row
+                .try_get("hash")
+                .map_err(|e| self.fail(e, "read the audit head"))?,
+        })
     }
 
     pub(super) async fn read_audit_log(

@@ -5,30 +5,63 @@ use super::{Arg, Backend, OnUnique, StoreResult, Tx, micros, to_body};
 use crate::events::Event;
 use crate::reliability::{Reliability, Window};
 use chrono::{DateTime, Utc};
+use std::fmt::Write;
 use uuid::Uuid;
 
 const EVENT_COLUMNS: &str = "SELECT seq, id AS rid, body FROM events";
 const MAX_ROWS: i64 = 10_000;
+/// Events written by one INSERT: far below either database's limit on bound parameters.
+const EVENTS_PER_INSERT: usize = 100;
+
+/// What writing these events is called in an error, spelled out only for an error.
+struct Recording<'a>(&'a [Event]);
+
+impl std::fmt::Display for Recording<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record events")?;
+        for (i, event) in self.0.iter().enumerate() {
+            let separator = if i == 0 { " " } else { ", " };
+            write!(f, "{separator}{}", event.event_id)?;
+        }
+        Ok(())
+    }
+}
 
 impl Backend {
+    /// Records a commit's events with one statement (a few at most: one per change).
     pub(super) async fn write_events(&self, tx: &mut Tx, events: &[Event]) -> StoreResult<()> {
-        for event in events {
-            self.exec(
-                tx,
+        for events in events.chunks(EVENTS_PER_INSERT) {
+            let mut sql = String::from(
                 "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body, published) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0)",
-                vec![
+                 VALUES ",
+            );
+            let mut args = Vec::with_capacity(events.len() * 6);
+            for (i, event) in events.iter().enumerate() {
+                let first = i * 6;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let _ = write!(
+                    sql,
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 0)",
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4,
+                    first + 5,
+                    first + 6
+                );
+                args.extend([
                     event.event_id.into(),
                     event.event_type.as_str().into(),
                     event.agent_id.into(),
                     event.task_id.into(),
                     micros(event.timestamp).into(),
                     Arg::Text(to_body("events", event.event_id, event)?),
-                ],
-                OnUnique::Conflict,
-                format!("record event {}", event.event_id),
-            )
-            .await?;
+                ]);
+            }
+            self.exec(tx, &sql, args, OnUnique::Conflict, Recording(events))
+                .await?;
         }
         Ok(())
     }

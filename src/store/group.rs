@@ -1,5 +1,5 @@
 //! Group commit: commits that queue up while another is being written go to the database
-//! together, in one transaction, each batch in a savepoint of its own.
+//! together, in one transaction.
 //!
 //! Every caller puts its batch in the queue, then either receives its outcome or, when the
 //! turn to write is free, takes the turn and writes whatever is queued, its own batch among
@@ -8,10 +8,11 @@
 //! per transaction: the `BEGIN` and `COMMIT`, and every page that several of its batches
 //! change (the last page of each append-only table, the index pages of recent rows) is
 //! written to the log once instead of once per batch. On PostgreSQL the group also shares
-//! one hold of the audit chain's lock and one WAL flush.
+//! one hold of the audit chain's lock and one WAL flush, and the chain's head is read once.
 //!
-//! A batch that fails is rolled back to its savepoint and gets its own error; the others
-//! in its group are not affected. Only a failure of the group's `BEGIN` or `COMMIT` fails
+//! A batch that fails gets its own error; the others in its group are not affected: the
+//! group is written again with each batch in a savepoint of its own, and the failing one is
+//! rolled back to its savepoint. Only a failure of the group's `BEGIN` or `COMMIT` fails
 //! every batch in it, as it would have failed each alone.
 
 use super::{StoreError, StoreResult, WriteBatch};

@@ -38,6 +38,7 @@ use uuid::Uuid;
 // The audit log's statements, kept apart to keep this file readable.
 #[path = "audit_sql.rs"]
 mod audit_sql;
+use audit_sql::ChainHead;
 #[path = "events_sql.rs"]
 mod events_sql;
 #[path = "keys_sql.rs"]
@@ -496,7 +497,14 @@ impl Backend {
         Ok(())
     }
 
-    async fn write_batch(&self, tx: &mut Tx, batch: &WriteBatch) -> StoreResult<()> {
+    /// Writes one batch in `tx`; `head` is the audit chain's head as `tx` left it (see
+    /// [`Self::append_audit`]).
+    async fn write_batch(
+        &self,
+        tx: &mut Tx,
+        batch: &WriteBatch,
+        head: &mut Option<ChainHead>,
+    ) -> StoreResult<()> {
         for agent in &batch.agents {
             self.write_agent(tx, agent).await?;
         }
@@ -593,7 +601,7 @@ impl Backend {
         }
         // Last, so that on SQLite the transaction already holds the write lock when it
         // reads the head of the chain.
-        self.append_audit(tx, &batch.audit).await?;
+        self.append_audit(tx, &batch.audit, head).await?;
         self.write_events(tx, &batch.events).await?;
         Ok(())
     }
@@ -601,9 +609,54 @@ impl Backend {
 
 /// Group commit (see [`crate::store::group`]): the transactions themselves.
 impl Backend {
-    /// Writes `group` in one transaction, each batch in a savepoint, and reports each
-    /// batch's outcome. A group of one is written without a savepoint.
+    /// Writes `group` in one transaction and reports each batch's outcome.
+    ///
+    /// First all or nothing: no savepoints, and the audit chain's head is read once for
+    /// the group, so a batch costs only its own statements. Should a batch of several
+    /// fail, that transaction is dropped and the group written again with a savepoint
+    /// around each batch, so that only the failing one is refused.
     async fn commit_group(&self, group: Vec<Pending>) {
+        match self.write_whole(&group).await {
+            Ok(()) => {
+                for pending in group {
+                    let _ = pending.done.send(Ok(()));
+                }
+            }
+            Err(Undone::Batch(e)) if group.len() == 1 => {
+                if let Some(pending) = group.into_iter().next() {
+                    let _ = pending.done.send(Err(e));
+                }
+            }
+            Err(Undone::Batch(_)) => self.commit_each(group).await,
+            Err(Undone::Group(e)) => {
+                for pending in group {
+                    let _ = pending.done.send(Err(for_each_batch(&e)));
+                }
+            }
+        }
+    }
+
+    /// Writes every batch in one transaction, or none.
+    async fn write_whole(&self, group: &[Pending]) -> Result<(), Undone> {
+        let mut tx = self
+            .writer()
+            .begin()
+            .await
+            .map_err(|e| Undone::Group(self.fail(e, "begin a transaction")))?;
+        let mut head = None;
+        for pending in group {
+            self.write_batch(&mut tx, &pending.batch, &mut head)
+                .await
+                .map_err(Undone::Batch)?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| Undone::Group(self.fail_write(e, OnUnique::Conflict, "commit")))
+    }
+
+    /// Writes `group` in one transaction, each batch in a savepoint, and reports each
+    /// batch's outcome.
+    async fn commit_each(&self, group: Vec<Pending>) {
         let mut tx = match self.writer().begin().await {
             Ok(tx) => tx,
             Err(e) => {
@@ -614,18 +667,10 @@ impl Backend {
                 return;
             }
         };
-        let alone = group.len() == 1;
         let mut written = Vec::with_capacity(group.len());
         let mut batches = group.into_iter();
         while let Some(Pending { batch, done }) = batches.next() {
-            let outcome = if alone {
-                self.write_batch(&mut tx, &batch)
-                    .await
-                    .map_err(Undone::Batch)
-            } else {
-                self.write_in_savepoint(&mut tx, &batch).await
-            };
-            match outcome {
+            match self.write_in_savepoint(&mut tx, &batch).await {
                 Ok(()) => written.push(done),
                 Err(Undone::Batch(e)) => {
                     let _ = done.send(Err(e));
@@ -661,10 +706,11 @@ impl Backend {
     }
 
     /// Writes one batch of a group inside a savepoint; a batch that fails leaves nothing
-    /// behind in the transaction.
+    /// behind in the transaction. The audit head is read afresh: an earlier batch's
+    /// entries may have been rolled back.
     async fn write_in_savepoint(&self, tx: &mut Tx, batch: &WriteBatch) -> Result<(), Undone> {
         self.savepoint(tx, "SAVEPOINT ares_batch").await?;
-        match self.write_batch(tx, batch).await {
+        match self.write_batch(tx, batch, &mut None).await {
             Ok(()) => self.savepoint(tx, "RELEASE SAVEPOINT ares_batch").await,
             Err(e) => {
                 self.savepoint(tx, "ROLLBACK TO SAVEPOINT ares_batch")
