@@ -13,11 +13,12 @@ use clap::Parser;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of glibc's malloc: a call allocates and frees many small, short-lived
-/// values across worker threads, and memory freed when sessions close goes back to the
-/// system instead of staying in glibc's per-thread arenas (see BENCHMARKS.md).
+/// jemalloc instead of glibc's malloc: faster at the many small, short-lived allocations
+/// a call makes across tokio's worker threads, and its background thread gives memory freed
+/// by closed sessions back to the system within about a second (`.cargo/config.toml` sets
+/// the decay), where glibc keeps it in its per-thread arenas. Figures in BENCHMARKS.md.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     let cli = Cli::parse();
