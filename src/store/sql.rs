@@ -615,7 +615,7 @@ impl Backend {
     /// the group, so a batch costs only its own statements. Should a batch of several
     /// fail, that transaction is dropped and the group written again with a savepoint
     /// around each batch, so that only the failing one is refused.
-    async fn commit_group(&self, group: Vec<Pending>) {
+    pub(super) async fn commit_group(&self, group: Vec<Pending>) {
         match self.write_whole(&group).await {
             Ok(()) => {
                 for pending in group {

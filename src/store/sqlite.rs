@@ -132,3 +132,145 @@ impl SqliteStore {
         &self.label
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Group commit's two ways of writing a group, called directly: which one runs depends
+    //! on timing when commits come from concurrent callers (`tests/store.rs` covers that).
+
+    use super::SqliteStore;
+    use crate::agents::{Agent, AgentStatus};
+    use crate::audit::{Actor, AuditDraft, args_digest, verify_chain};
+    use crate::events::{Event, EventMetadata};
+    use crate::store::group::Pending;
+    use crate::store::{Store, StoreError, StoreResult, WriteBatch};
+    use chrono::{SubsecRound, Utc};
+    use tokio::sync::oneshot;
+    use uuid::Uuid;
+
+    /// A batch registering agent `name`, with its audit entry and two events.
+    fn registration(name: &str) -> WriteBatch {
+        // The store keeps microseconds, and the audit hash covers the time.
+        let now = Utc::now().trunc_subsecs(6);
+        let agent = Agent {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            capabilities: vec![],
+            public_key: None,
+            configuration: serde_json::json!({}),
+            max_concurrent_tasks: 1,
+            status: AgentStatus::Active,
+            throttle_limit: None,
+            suspended_until: None,
+            reliability_score: 0.5,
+            on_probation: false,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let event = |event_type: &str| Event {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            timestamp: now,
+            agent_id: Some(agent.id),
+            task_id: None,
+            data: serde_json::json!({ "name": name }),
+            metadata: EventMetadata {
+                correlation_id: Uuid::now_v7(),
+                source: "test".into(),
+                instance: "test".into(),
+            },
+        };
+        WriteBatch {
+            events: vec![event("agent.registered"), event("agent.status_changed")],
+            audit: vec![AuditDraft {
+                id: Uuid::now_v7(),
+                at: now,
+                actor: Actor::system(),
+                tool: "register_agent".into(),
+                args_digest: args_digest(&serde_json::json!({ "name": name })),
+                outcome: "ok".into(),
+                agent_ids: vec![agent.id],
+                task_ids: vec![],
+            }],
+            agents: vec![agent],
+            ..Default::default()
+        }
+    }
+
+    /// Writes `names` as one group and returns each batch's outcome, in order.
+    async fn commit_group(store: &SqliteStore, names: &[&str]) -> Vec<StoreResult<()>> {
+        let mut outcomes = Vec::new();
+        let group = names
+            .iter()
+            .map(|name| {
+                let (done, outcome) = oneshot::channel();
+                outcomes.push(outcome);
+                Pending {
+                    batch: registration(name),
+                    done,
+                }
+            })
+            .collect();
+        store.commit_group(group).await;
+        let mut results = Vec::new();
+        for outcome in outcomes {
+            results.push(outcome.await.expect("every batch hears back"));
+        }
+        results
+    }
+
+    async fn store() -> SqliteStore {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_group_is_written_whole_with_its_audit_entries_chained_in_order() {
+        let store = store().await;
+        let outcomes = commit_group(&store, &["a", "b", "c"]).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        // The head read for the first batch is carried to the next: no gap, no reuse.
+        let log = store.audit_log(None, 100).await.unwrap();
+        assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        verify_chain(&log).expect("the chain holds");
+        // A second group chains on from where the first left the log.
+        let outcomes = commit_group(&store, &["d", "e"]).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        let log = store.audit_log(None, 100).await.unwrap();
+        assert_eq!(log.len(), 5);
+        verify_chain(&log).expect("the chain holds across groups");
+        // Each batch's two events went in with one statement.
+        assert_eq!(store.latest_events(100).await.unwrap().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_in_a_group_fails_alone_when_it_is_written_again() {
+        let store = store().await;
+        assert!(commit_group(&store, &["taken"]).await[0].is_ok());
+        // The whole group fails first on the duplicate; the retry with savepoints keeps
+        // the batches around it.
+        let outcomes = commit_group(&store, &["x", "taken", "y"]).await;
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Duplicate("agents.name"))),
+            "{outcomes:?}"
+        );
+        assert!(outcomes[2].is_ok(), "{outcomes:?}");
+        let log = store.audit_log(None, 100).await.unwrap();
+        assert_eq!(log.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        verify_chain(&log).expect("the chain holds");
+        assert_eq!(store.latest_events(100).await.unwrap().len(), 6);
+        for name in ["x", "y"] {
+            assert!(store.agent_by_name(name).await.unwrap().is_some(), "{name}");
+        }
+        // A group of one that fails is refused, and nothing of it lands.
+        let outcomes = commit_group(&store, &["x"]).await;
+        assert!(matches!(
+            outcomes[0],
+            Err(StoreError::Duplicate("agents.name"))
+        ));
+        assert_eq!(store.audit_log(None, 100).await.unwrap().len(), 3);
+    }
+}
