@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// only; ARES logs a warning at start.
     #[arg(long, env = "ARES_NO_AUTH", value_parser = clap::builder::BoolishValueParser::new(), default_missing_value = "true", num_args = 0..=1)]
     pub no_auth: bool,
+    /// Seconds an HTTP connection may sit idle between requests (or take to send a
+    /// request's headers) before ARES closes it. Streams being answered are not affected.
+    #[arg(long, env = "ARES_IDLE_TIMEOUT_SECS", default_value_t = crate::server::IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
     /// Requests per second each API key may make over HTTP (bursts of twice that); more
     /// get 429 with Retry-After.
     #[arg(long, env = "ARES_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]

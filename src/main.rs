@@ -106,6 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis.spawn_subscriber(ares.instance.clone(), ares.events.clone(), shutdown.clone());
     }
     spawn_sweeper(ares.clone(), args.sweep_secs, shutdown.clone());
+    let idle = std::time::Duration::from_secs(args.idle_timeout_secs);
     spawn_relay(ares.clone(), shutdown.clone());
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -118,6 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(Box::pin(server::serve_http(
             listener,
             app,
+            idle,
             shutdown.clone(),
         )));
     }
@@ -144,7 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 );
             }
             let app = server::router(ares, &options, shutdown.clone());
-            Box::pin(server::serve_http(listener, app, shutdown.clone())).await
+            Box::pin(server::serve_http(listener, app, idle, shutdown.clone())).await
         }
         None => {
             tracing::info!("serving MCP over stdio");

@@ -13,6 +13,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -338,7 +339,7 @@ fn request_id(body: &[u8]) -> Option<String> {
 
 /// How much of an oversized body is read and discarded (times the limit), and for how long.
 const DRAIN_FACTOR: usize = 4;
-const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+const DRAIN_FOR: Duration = Duration::from_secs(10);
 
 /// The whole body, or 413 past `max` bytes (rmcp's words) and 400 if it breaks off.
 ///
@@ -388,19 +389,77 @@ async fn health(State(ares): State<Arc<Ares>>) -> impl IntoResponse {
     (code, axum::Json(health))
 }
 
-/// Serves the HTTP application on `listener` until `shutdown` fires, then drains.
+/// How long a kept-alive connection may sit between requests (or take to send a request's
+/// headers) before ARES closes it. Streams being answered are not affected.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves the HTTP application on `listener` until `shutdown` fires, then drains: new
+/// connections are refused, idle ones closed, and answers under way finish.
+///
+/// A connection that sends nothing for `idle` between requests is closed (hyper's header
+/// read timeout, which `axum::serve` leaves off): otherwise each connection a client keeps
+/// alive, or opens and never uses, holds its buffers (~30 KB) for as long as the client
+/// likes.
 pub async fn serve_http(
     listener: TcpListener,
     app: Router,
+    idle: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY every streamed response waits for a delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    backoff_after(&e).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Without TCP_NODELAY every streamed response waits for a delayed ACK (~40 ms).
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(idle)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let outcome = tokio::select! {
+                outcome = connection.as_mut() => outcome,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    // Every connection task holds a receiver: this returns once the last has ended.
+    open_tx.closed().await;
     Ok(())
+}
+
+/// After a failed accept: a refused or reset connection is the client's business; running
+/// out of descriptors (or anything else) is logged and waited out, as `axum::serve` does.
+async fn backoff_after(e: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept HTTP connections; trying again in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -271,6 +271,79 @@ async fn a_subscriber_sees_a_suspension_within_a_second() {
     server.stop().await;
 }
 
+/// Reads from `connection` until the server closes it; false if it is still open after
+/// `within`.
+async fn closed_within(connection: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match connection.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// With `--idle-timeout-secs 1`, a connection that sends nothing and a kept-alive one whose
+/// answer is out are both closed, while a session's open stream is not: a subscriber is
+/// still told of a change after several timeouts have passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_open_streams_are_not() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDatabase::sqlite().await;
+    let (child, base) = common::spawn_http(
+        &db.url,
+        &[
+            ("ARES_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("ARES_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let address = base.trim_start_matches("http://");
+
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(address).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "a connection that never sent a request is still open"
+    );
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(5)).await,
+        "a kept-alive connection is still open after its answer"
+    );
+
+    let (watcher, mut told) = over_http(&base).await;
+    let admin = Mcp::http(&base).await;
+    let agent = register(&admin, &["rust"]).await;
+    let uri = format!("ares://agents/{}", agent["id"].as_str().unwrap());
+    watcher
+        .subscribe(SubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    admin
+        .call(
+            "enforce",
+            json!({ "agent_id": agent["id"], "action": "suspend", "reason": "audit", "duration_minutes": 30 }),
+        )
+        .await;
+    assert!(
+        updated(&mut told, &uri, Duration::from_secs(2)).await,
+        "the subscriber's stream did not outlast the idle timeout"
+    );
+    watcher.cancel().await.unwrap();
+    admin.close().await;
+    let (code, _) = common::terminate(child).await;
+    assert_eq!(code, Some(0), "graceful shutdown exits 0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_sessions_subscribe_too() {
     let db = TestDatabase::sqlite().await;

@@ -204,7 +204,7 @@ impl HttpServer {
         let app = server::router(ares.clone(), &options, shutdown.clone());
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
-            server::serve_http(listener, app, token)
+            server::serve_http(listener, app, server::IDLE_TIMEOUT, token)
                 .await
                 .expect("serve");
         });
