@@ -19,12 +19,22 @@ pub struct IdleReport {
     pub rss_open_kb: u64,
     pub rss_closed_kb: u64,
     pub rss_second_round_closed_kb: u64,
+    /// RSS [`SETTLED`] after the second round closed: an allocator may hand freed memory
+    /// back in steps over several seconds.
+    pub rss_settled_kb: u64,
+    pub settled_after_seconds: f64,
+    /// The server's open sockets then: connections the client keeps alive for reuse stay
+    /// open after their sessions end, each with its buffers.
+    pub sockets_settled: u64,
     pub per_session_kb: f64,
     pub error_samples: Vec<String>,
 }
 
 /// Time for the server to drop what closed sessions held before memory is read.
 const SETTLE: Duration = Duration::from_secs(3);
+/// When memory is read the last time, after the last close (jemalloc's background thread
+/// had returned what it would within about 10 s).
+const SETTLED: Duration = Duration::from_secs(20);
 
 pub async fn run(
     http: &reqwest::Client,
@@ -51,8 +61,13 @@ pub async fn run(
 
     let (again, _) = open(http, base, key, sessions, parallel, &mut errors).await;
     close(again).await;
+    let closed = Instant::now();
     tokio::time::sleep(SETTLE).await;
     let rss_second_round_closed_kb = rss();
+    tokio::time::sleep(SETTLED.saturating_sub(closed.elapsed())).await;
+    let rss_settled_kb = rss();
+    let sockets_settled = procfs::open_files(pid).map_or(0, |(_, sockets)| sockets);
+    let settled_after_seconds = closed.elapsed().as_secs_f64();
     if failed > 0 {
         errors.push(format!(
             "{failed} sessions failed to open in the first round"
@@ -66,6 +81,9 @@ pub async fn run(
         rss_open_kb,
         rss_closed_kb,
         rss_second_round_closed_kb,
+        rss_settled_kb,
+        settled_after_seconds,
+        sockets_settled,
         per_session_kb: rss_open_kb.saturating_sub(rss_fresh_kb) as f64 / opened.max(1) as f64,
         error_samples: errors,
     })

@@ -79,7 +79,7 @@ pub fn table(reports: &[Report]) -> String {
         }
         if let Some(idle) = &r.idle {
             out += &format!(
-                "{:<44} {} of {} sessions open in {:.1} s; RSS fresh {} MB, open {} MB ({:.1} KB/session), closed {} MB, after a second round {} MB\n",
+                "{:<44} {} of {} sessions open in {:.1} s; RSS fresh {} MB, open {} MB ({:.1} KB/session), closed {} MB, after a second round {} MB, {} MB {:.0} s after that ({} sockets open)\n",
                 format!("idle ({})", r.backend),
                 idle.opened,
                 idle.sessions,
@@ -89,6 +89,9 @@ pub fn table(reports: &[Report]) -> String {
                 idle.per_session_kb,
                 mb(Some(idle.rss_closed_kb)),
                 mb(Some(idle.rss_second_round_closed_kb)),
+                mb(Some(idle.rss_settled_kb)),
+                idle.settled_after_seconds,
+                idle.sockets_settled,
             );
             continue;
         }
