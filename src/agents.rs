@@ -215,18 +215,17 @@ pub fn validate_public_key(field: &str, key: &str) -> AresResult<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent() -> Agent {
+impl Agent {
+    /// An active agent named `name`, able to hold one task, for unit tests.
+    pub(crate) fn for_test(name: &str) -> Self {
         let now = Utc::now();
         Agent {
-            id: Uuid::new_v4(),
-            name: "a".into(),
-            capabilities: vec!["rust".into()],
+            id: Uuid::now_v7(),
+            name: name.into(),
+            capabilities: vec![],
             public_key: None,
-            configuration: Value::Null,
-            max_concurrent_tasks: 5,
+            configuration: serde_json::json!({}),
+            max_concurrent_tasks: 1,
             status: AgentStatus::Active,
             throttle_limit: None,
             suspended_until: None,
@@ -235,6 +234,20 @@ mod tests {
             created_at: now,
             updated_at: now,
             version: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent() -> Agent {
+        Agent {
+            capabilities: vec!["rust".into()],
+            configuration: Value::Null,
+            max_concurrent_tasks: 5,
+            ..Agent::for_test("a")
         }
     }
 

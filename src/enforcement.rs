@@ -228,25 +228,11 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn agent() -> Agent {
-        let now = Utc::now();
         Agent {
-            id: Uuid::new_v4(),
-            name: "a".into(),
-            capabilities: vec![],
-            public_key: None,
-            configuration: json!({}),
             max_concurrent_tasks: 4,
-            status: AgentStatus::Active,
-            throttle_limit: None,
-            suspended_until: None,
-            reliability_score: 0.5,
-            on_probation: false,
-            created_at: now,
-            updated_at: now,
-            version: 1,
+            ..Agent::for_test("a")
         }
     }
 

@@ -225,12 +225,7 @@ async fn a_subscriber_sees_a_suspension_within_a_second() {
         .unwrap();
 
     let suspended_at = std::time::Instant::now();
-    admin
-        .call(
-            "enforce",
-            json!({ "agent_id": agent["id"], "action": "suspend", "reason": "audit", "duration_minutes": 30 }),
-        )
-        .await;
+    suspend(&admin, &agent).await;
     assert!(
         updated(&mut told, &uri, Duration::from_secs(1)).await,
         "no update of {uri} within a second of the suspension"
@@ -269,6 +264,16 @@ async fn a_subscriber_sees_a_suspension_within_a_second() {
     watcher.cancel().await.unwrap();
     admin.close().await;
     server.stop().await;
+}
+
+/// Suspends `agent` for half an hour.
+async fn suspend(admin: &Mcp, agent: &Value) {
+    admin
+        .call(
+            "enforce",
+            json!({ "agent_id": agent["id"], "action": "suspend", "reason": "audit", "duration_minutes": 30 }),
+        )
+        .await;
 }
 
 /// Reads from `connection` until the server closes it; false if it is still open after
@@ -328,12 +333,7 @@ async fn idle_connections_are_closed_but_open_streams_are_not() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    admin
-        .call(
-            "enforce",
-            json!({ "agent_id": agent["id"], "action": "suspend", "reason": "audit", "duration_minutes": 30 }),
-        )
-        .await;
+    suspend(&admin, &agent).await;
     assert!(
         updated(&mut told, &uri, Duration::from_secs(2)).await,
         "the subscriber's stream did not outlast the idle timeout"

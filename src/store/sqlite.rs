@@ -139,7 +139,7 @@ mod tests {
     //! on timing when commits come from concurrent callers (`tests/store.rs` covers that).
 
     use super::SqliteStore;
-    use crate::agents::{Agent, AgentStatus};
+    use crate::agents::Agent;
     use crate::audit::{Actor, AuditDraft, args_digest, verify_chain};
     use crate::events::{Event, EventMetadata};
     use crate::store::group::Pending;
@@ -152,22 +152,7 @@ mod tests {
     fn registration(name: &str) -> WriteBatch {
         // The store keeps microseconds, and the audit hash covers the time.
         let now = Utc::now().trunc_subsecs(6);
-        let agent = Agent {
-            id: Uuid::now_v7(),
-            name: name.into(),
-            capabilities: vec![],
-            public_key: None,
-            configuration: serde_json::json!({}),
-            max_concurrent_tasks: 1,
-            status: AgentStatus::Active,
-            throttle_limit: None,
-            suspended_until: None,
-            reliability_score: 0.5,
-            on_probation: false,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
+        let agent = Agent::for_test(name);
         let event = |event_type: &str| Event {
             event_id: Uuid::now_v7(),
             event_type: event_type.into(),
