@@ -614,25 +614,33 @@ impl Backend {
     /// First all or nothing: no savepoints, and the audit chain's head is read once for
     /// the group, so a batch costs only its own statements. Should a batch of several
     /// fail, that transaction is dropped and the group written again with a savepoint
-    /// around each batch, so that only the failing one is refused.
+    /// around each batch, so that only the failing one is refused. Should the database be
+    /// unavailable, every batch is told so at once.
     pub(super) async fn commit_group(&self, group: Vec<Pending>) {
-        match self.write_whole(&group).await {
+        let error = match self.write_whole(&group).await {
             Ok(()) => {
                 for pending in group {
                     let _ = pending.done.send(Ok(()));
                 }
+                return;
             }
-            Err(Undone::Batch(e)) if group.len() == 1 => {
-                if let Some(pending) = group.into_iter().next() {
-                    let _ = pending.done.send(Err(e));
-                }
+            // One batch of several failed on what it writes: the others go without it. Not
+            // when the database is out of reach: writing again would only wait again.
+            Err(Undone::Batch(e))
+                if group.len() > 1 && !matches!(e, StoreError::Unavailable(_)) =>
+            {
+                return self.commit_each(group).await;
             }
-            Err(Undone::Batch(_)) => self.commit_each(group).await,
-            Err(Undone::Group(e)) => {
-                for pending in group {
-                    let _ = pending.done.send(Err(for_each_batch(&e)));
-                }
+            Err(Undone::Batch(e) | Undone::Group(e)) => e,
+        };
+        if group.len() == 1 {
+            if let Some(pending) = group.into_iter().next() {
+                let _ = pending.done.send(Err(error));
             }
+            return;
+        }
+        for pending in group {
+            let _ = pending.done.send(Err(for_each_batch(&error)));
         }
     }
 
