@@ -238,3 +238,17 @@ async fn the_binary_serves_http_and_stops_on_sigterm() {
     let (code, _) = common::terminate(child).await;
     assert_eq!(code, Some(0), "graceful shutdown exits 0");
 }
+
+#[tokio::test]
+async fn an_idle_timeout_of_zero_is_refused_naming_the_flag() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ares"))
+        .args(["serve", "--http", "127.0.0.1:0", "--idle-timeout-secs", "0"])
+        .env("DATABASE_URL", "sqlite::memory:")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "clap's usage error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--idle-timeout-secs"), "{stderr}");
+    assert!(stderr.contains("0 is not in 1.."), "{stderr}");
+}
