@@ -63,6 +63,8 @@ pub struct Ares {
     pub cache: Arc<crate::cache::Cache>,
     /// Events this instance published, to be marked so in the store (see [`outbox`]).
     outbox: Arc<outbox::Outbox>,
+    /// Concurrent health checks share one probe (see [`health`]).
+    probes: Arc<health::Probes>,
 }
 
 impl Ares {
@@ -84,6 +86,7 @@ impl Ares {
             metrics: Arc::default(),
             cache: Arc::default(),
             outbox: Arc::default(),
+            probes: Arc::default(),
         }
     }
 
