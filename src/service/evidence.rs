@@ -140,10 +140,13 @@ impl Ares {
             };
             task.advance(TaskStatus::Submitted, now)?;
             task.version += 1;
-            let chain = self.store.evidence_for_task(task.id).await?;
-            let prev = chain.last().map_or(GENESIS.to_string(), |e| e.chain_digest.clone());
+            // Only the chain's last link: a submission costs the same however long it is.
+            let last = self.store.last_evidence(task.id).await?;
+            let (prev, index) = match last {
+                Some(e) => (e.chain_digest, e.chain_index + 1),
+                None => (GENESIS.to_string(), 0),
+            };
             let id = Uuid::now_v7();
-            let index = chain.len() as i64;
             let content = evidence::content_digest(&req.evidence);
             let record = Evidence {
                 id,

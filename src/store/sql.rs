@@ -1049,6 +1049,19 @@ impl Store for Backend {
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
+    async fn last_evidence(&self, task_id: Uuid) -> StoreResult<Option<Evidence>> {
+        let mut last = self
+            .fetch_items(
+                "evidence",
+                "SELECT seq, id AS rid, body FROM evidence WHERE task_id = $1 \
+                 ORDER BY chain_index DESC LIMIT 1",
+                vec![task_id.into()],
+            )
+            .await?;
+        Ok(last.pop())
+    }
+
+    #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
     async fn verifications_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Verification>> {
         self.fetch_items(
             "verifications",
