@@ -147,7 +147,7 @@ pub fn router(ares: Arc<Ares>, options: &HttpOptions, shutdown: CancellationToke
     // request without a valid key.
     let wire = Arc::new(Wire {
         max_body_bytes: options.max_body_bytes,
-        in_flight: Mutex::default(),
+        in_flight: InFlightSet::default(),
     });
     let mcp = Router::new()
         .nest_service("/mcp", mcp)
@@ -198,7 +198,47 @@ async fn delete_answers_no_content(
 struct Wire {
     max_body_bytes: usize,
     /// (session id, JSON-RPC id) of each request a session has in flight.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    in_flight: InFlightSet,
+}
+
+/// The requests in flight, in shards by session, so that sessions do not take turns on one
+/// lock.
+struct InFlightSet {
+    shards: [Mutex<HashSet<(String, String)>>; IN_FLIGHT_SHARDS],
+    hasher: std::hash::RandomState,
+}
+
+const IN_FLIGHT_SHARDS: usize = 16;
+
+impl Default for InFlightSet {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+}
+
+impl InFlightSet {
+    /// Takes `key`'s place; false if the session already has that id in flight.
+    fn insert(&self, key: (String, String)) -> bool {
+        self.shard(&key.0).insert(key)
+    }
+
+    fn remove(&self, key: &(String, String)) {
+        self.shard(&key.0).remove(key);
+    }
+
+    fn shard(&self, session: &str) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.shards[self.shard_of(session)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shard_of(&self, session: &str) -> usize {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(session) as usize % IN_FLIGHT_SHARDS
+    }
 }
 
 /// Holds a request's place in [`Wire::in_flight`] until its answer is sent or abandoned.
@@ -206,8 +246,7 @@ struct InFlight(Arc<Wire>, (String, String));
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut in_flight = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.remove(&self.1);
+        self.0.in_flight.remove(&self.1);
     }
 }
 
@@ -243,7 +282,7 @@ async fn explain_malformed(
         && let Some(id) = request_id(&body)
     {
         let key = (session.to_string(), id);
-        let fresh = (wire.in_flight.lock().unwrap_or_else(|e| e.into_inner())).insert(key.clone());
+        let fresh = wire.in_flight.insert(key.clone());
         if !fresh {
             let message = format!(
                 "Invalid Request: request id {} is already in flight in this session; ids must be unique",
@@ -462,4 +501,35 @@ async fn backoff_after(e: &std::io::Error) {
     }
     tracing::error!(error = %e, "cannot accept HTTP connections; trying again in 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(session: &str, id: &str) -> (String, String) {
+        (session.to_string(), id.to_string())
+    }
+
+    #[test]
+    fn an_id_is_taken_once_per_session_until_its_answer_is_out() {
+        let set = InFlightSet::default();
+        assert!(set.insert(key("s1", "1")));
+        assert!(
+            !set.insert(key("s1", "1")),
+            "the same id in the same session"
+        );
+        assert!(
+            set.insert(key("s2", "1")),
+            "another session's id 1 is its own"
+        );
+        assert!(set.insert(key("s1", "2")));
+        set.remove(&key("s1", "1"));
+        assert!(set.insert(key("s1", "1")), "free again once answered");
+        // Sessions spread over the shards rather than sharing one lock.
+        let used: HashSet<usize> = (0..64)
+            .map(|n| set.shard_of(&format!("session-{n}")))
+            .collect();
+        assert!(used.len() > 1, "{used:?}");
+    }
 }
