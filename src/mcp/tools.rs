@@ -163,6 +163,7 @@ tools! {
         "Admin only: revoke an API key; requests with it are refused from then on.",
         |a, p| a.revoke_api_key(p);
 }
+
 #[cfg(test)]
 mod tests {
     /// Each tool's future is boxed, so the dispatch future does not take the size of the
