@@ -6,7 +6,9 @@
 //! needs none, it has a single writer).
 
 use super::super::AUDIT_LOCK;
-use super::{Arg, BACKEND, Backend, OnUnique, StoreError, StoreResult, Tx, from_micros, micros};
+use super::{
+    Arg, BACKEND, Backend, OnUnique, StoreError, StoreResult, Tx, Write, from_micros, micros,
+};
 use crate::audit::{AuditBody, AuditDraft, AuditRecord, Checkpoint, GENESIS};
 use anyhow::Context;
 use sqlx::Row;
@@ -21,57 +23,55 @@ pub(super) struct ChainHead {
 /// The most rows one read returns.
 const MAX_ROWS: i64 = 10_000;
 
-impl Backend {
-    /// Gives each draft the next position after the head and chains it on; runs inside
-    /// the commit's transaction, so the entries land with the change or not at all.
-    ///
-    /// `head` is where this transaction left the chain: `None` until it first appends, when
-    /// the head is locked and read. Later batches of the same all-or-nothing transaction
-    /// chain on from it without a round trip; a caller that may roll part of the
-    /// transaction back (a savepoint) must start each part from `None`.
-    pub(super) async fn append_audit(
-        &self,
-        tx: &mut Tx,
-        drafts: &[AuditDraft],
-        head: &mut Option<ChainHead>,
-    ) -> StoreResult<()> {
-        if drafts.is_empty() {
-            return Ok(());
-        }
-        let ChainHead { mut seq, mut prev } = match head.take() {
-            Some(head) => head,
-            None => self.lock_audit_head(tx).await?,
-        };
-        for draft in drafts {
-            seq += 1;
-            let record = AuditRecord::seal(draft.clone(), seq, &prev);
-            let body = serde_json::to_string(&record.body())
-                .with_context(|| format!("{BACKEND}: encoding audit entry {}", record.id))
-                .map_err(StoreError::Internal)?;
-            self.exec(
-                tx,
-                "INSERT INTO audit_log (seq, id, at_us, body, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                vec![
-                    Arg::Int(seq),
-                    record.id.into(),
-                    micros(record.at).into(),
-                    body.into(),
-                    record.prev_hash.as_str().into(),
-                    record.hash.as_str().into(),
-                ],
-                OnUnique::Conflict,
-                format!("append audit entry {} at {seq}", record.id),
-            )
-            .await?;
-            prev = record.hash;
-        }
-        *head = Some(ChainHead { seq, prev });
-        Ok(())
+/// The statements that give each draft the next position after `head` and chain it on;
+/// they run inside the commit's transaction, so the entries land with the change or not at
+/// all. `head` moves on past them.
+///
+/// `head` is where the transaction left the chain, read with [`Backend::lock_audit_head`]
+/// before the first entry. Later batches of the same all-or-nothing transaction chain on
+/// from it without a round trip; a caller that may roll part of the transaction back (a
+/// savepoint) must read it afresh for each part.
+pub(super) fn audit_writes(
+    drafts: &[AuditDraft],
+    head: &mut Option<ChainHead>,
+    writes: &mut Vec<Write>,
+) -> StoreResult<()> {
+    if drafts.is_empty() {
+        return Ok(());
     }
+    let Some(ChainHead { seq, prev }) = head.as_mut() else {
+        return Err(StoreError::Internal(anyhow::anyhow!(
+            "{BACKEND}: audit entries written before the head of the chain was read"
+        )));
+    };
+    for draft in drafts {
+        *seq += 1;
+        let record = AuditRecord::seal(draft.clone(), *seq, prev);
+        let body = serde_json::to_string(&record.body())
+            .with_context(|| format!("{BACKEND}: encoding audit entry {}", record.id))
+            .map_err(StoreError::Internal)?;
+        writes.push(Write::new(
+            "INSERT INTO audit_log (seq, id, at_us, body, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![
+                Arg::Int(*seq),
+                record.id.into(),
+                micros(record.at).into(),
+                body.into(),
+                record.prev_hash.as_str().into(),
+                record.hash.as_str().into(),
+            ],
+            OnUnique::Conflict,
+            format!("append audit entry {} at {seq}", record.id),
+        ));
+        *prev = record.hash;
+    }
+    Ok(())
+}
 
+impl Backend {
     /// Takes this transaction's turn at the head of the chain and reads it.
-    async fn lock_audit_head(&self, tx: &mut Tx) -> StoreResult<ChainHead> {
+    pub(super) async fn lock_audit_head(&self, tx: &mut Tx) -> StoreResult<ChainHead> {
         if let Some(lock) = AUDIT_LOCK {
             sqlx::query(lock)
                 .execute(&mut **tx)

@@ -1,11 +1,11 @@
 //! Events, reliability history and retention: SQL shared by both backends like the rest of
 //! `sql.rs`. An event row keeps the whole event as JSON, ordered by `seq`.
 
-use super::{Arg, Backend, OnUnique, StoreResult, Tx, micros, to_body};
+use super::{Arg, Backend, OnUnique, StoreResult, Write, micros, to_body};
 use crate::events::Event;
 use crate::reliability::{Reliability, Window};
 use chrono::{DateTime, Utc};
-use std::fmt::Write;
+use std::fmt::Write as _;
 use uuid::Uuid;
 
 const EVENT_COLUMNS: &str = "SELECT seq, id AS rid, body FROM events";
@@ -27,45 +27,49 @@ impl std::fmt::Display for Recording<'_> {
     }
 }
 
-impl Backend {
-    /// Records a commit's events with one statement (a few at most: one per change).
-    pub(super) async fn write_events(&self, tx: &mut Tx, events: &[Event]) -> StoreResult<()> {
-        for events in events.chunks(EVENTS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body, published) \
-                 VALUES ",
-            );
-            let mut args = Vec::with_capacity(events.len() * 6);
-            for (i, event) in events.iter().enumerate() {
-                let first = i * 6;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                let _ = write!(
-                    sql,
-                    "(${}, ${}, ${}, ${}, ${}, ${}, 0)",
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4,
-                    first + 5,
-                    first + 6
-                );
-                args.extend([
-                    event.event_id.into(),
-                    event.event_type.as_str().into(),
-                    event.agent_id.into(),
-                    event.task_id.into(),
-                    micros(event.timestamp).into(),
-                    Arg::Text(to_body("events", event.event_id, event)?),
-                ]);
+/// The statements that record a commit's events: one (a few at most: one per change).
+pub(super) fn event_writes(events: &[Event], writes: &mut Vec<Write>) -> StoreResult<()> {
+    for events in events.chunks(EVENTS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO events (id, event_type, agent_id, task_id, created_us, body, published) \
+             VALUES ",
+        );
+        let mut args = Vec::with_capacity(events.len() * 6);
+        for (i, event) in events.iter().enumerate() {
+            let first = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
             }
-            self.exec(tx, &sql, args, OnUnique::Conflict, Recording(events))
-                .await?;
+            let _ = write!(
+                sql,
+                "(${}, ${}, ${}, ${}, ${}, ${}, 0)",
+                first + 1,
+                first + 2,
+                first + 3,
+                first + 4,
+                first + 5,
+                first + 6
+            );
+            args.extend([
+                event.event_id.into(),
+                event.event_type.as_str().into(),
+                event.agent_id.into(),
+                event.task_id.into(),
+                micros(event.timestamp).into(),
+                Arg::Text(to_body("events", event.event_id, event)?),
+            ]);
         }
-        Ok(())
+        writes.push(Write::new(
+            sql,
+            args,
+            OnUnique::Conflict,
+            Recording(events).to_string(),
+        ));
     }
+    Ok(())
+}
 
+impl Backend {
     pub(super) async fn read_events_after(
         &self,
         after: Option<i64>,

@@ -18,6 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// Concurrent commits take turns at the head of the audit chain (released at commit).
 /// The key is "ARESAUDT" in ASCII.
 const AUDIT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(4706900784436298836)");
+/// The extended protocol takes one statement per query (see `writes_sql.rs`).
+const ONE_TRIP: bool = false;
 
 /// How long a call waits for a connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,7 +7,8 @@
 //! - `Backend::reader()` / `Backend::writer()` (the pools reads and writes go through),
 //!   and `Backend::label()` (where the database is, password redacted),
 //! - `fn unavailable_code(code: &str) -> bool`, which database error codes mean the
-//!   database cannot be reached.
+//!   database cannot be reached,
+//! - `const AUDIT_LOCK` (see `audit_sql.rs`) and `const ONE_TRIP` (see `writes_sql.rs`).
 //!
 //! Every statement uses `$N` placeholders and binds only text, 64-bit integers and 64-bit
 //! floats, which both drivers handle the same way.
@@ -45,6 +46,13 @@ mod events_sql;
 mod keys_sql;
 #[path = "verdicts_sql.rs"]
 mod verdicts_sql;
+#[path = "writes_sql.rs"]
+mod writes_sql;
+use audit_sql::audit_writes;
+use events_sql::event_writes;
+use keys_sql::key_writes;
+use verdicts_sql::verification_write;
+use writes_sql::Write;
 
 type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 type Tx = sqlx::Transaction<'static, Db>;
@@ -363,158 +371,25 @@ impl Backend {
         Ok(self.fetch_items(table, sql, args).await?.into_iter().next())
     }
 
-    async fn write_agent(&self, tx: &mut Tx, agent: &Agent) -> StoreResult<()> {
-        let body = to_body("agents", agent.id, agent)?;
-        let capabilities = bar_list(&agent.capabilities);
-        let what = format!("write agent {} (version {})", agent.id, agent.version);
-        match agent.version {
-            1 => {
-                self.exec(
-                    tx,
-                    "INSERT INTO agents (id, name, status, capabilities, version, created_us, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    vec![
-                        agent.id.into(),
-                        agent.name.as_str().into(),
-                        agent.status.as_str().into(),
-                        capabilities.into(),
-                        agent.version.into(),
-                        micros(agent.created_at).into(),
-                        body.into(),
-                    ],
-                    OnUnique::AgentName,
-                    what,
-                )
-                .await?;
-            }
-            v if v > 1 => {
-                let updated = self
-                    .exec(
-                        tx,
-                        "UPDATE agents SET name = $2, status = $3, capabilities = $4, version = $5, \
-                         body = $6 WHERE id = $1 AND version = $7",
-                        vec![
-                            agent.id.into(),
-                            agent.name.as_str().into(),
-                            agent.status.as_str().into(),
-                            capabilities.into(),
-                            v.into(),
-                            body.into(),
-                            (v - 1).into(),
-                        ],
-                        OnUnique::AgentName,
-                        what,
-                    )
-                    .await?;
-                if updated == 0 {
-                    tracing::debug!(agent_id = %agent.id, version = v, "stale agent version");
-                    return Err(StoreError::Conflict);
-                }
-            }
-            v => {
-                return Err(StoreError::Internal(anyhow!(
-                    "agent {} has version {v}; versions start at 1",
-                    agent.id
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    async fn write_task(&self, tx: &mut Tx, task: &Task) -> StoreResult<()> {
-        let body = to_body("tasks", task.id, task)?;
-        let depends_on = bar_list(&task.depends_on);
-        let assigned_us = task.assigned_at.map(micros);
-        let deadline_us = task.deadline.map(micros);
-        let what = format!("write task {} (version {})", task.id, task.version);
-        match task.version {
-            1 => {
-                self.exec(
-                    tx,
-                    "INSERT INTO tasks (id, status, agent_id, depends_on, assigned_us, version, \
-                     created_us, body, deadline_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    vec![
-                        task.id.into(),
-                        task.status.as_str().into(),
-                        task.agent_id.into(),
-                        depends_on.into(),
-                        assigned_us.into(),
-                        task.version.into(),
-                        micros(task.created_at).into(),
-                        body.into(),
-                        deadline_us.into(),
-                    ],
-                    OnUnique::Conflict,
-                    what,
-                )
-                .await?;
-                // A task's dependencies are fixed when it is created.
-                for dependency in &task.depends_on {
-                    self.exec(
-                        tx,
-                        "INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)",
-                        vec![task.id.into(), (*dependency).into()],
-                        OnUnique::Conflict,
-                        format!("record that task {} depends on {dependency}", task.id),
-                    )
-                    .await?;
-                }
-            }
-            v if v > 1 => {
-                let updated = self
-                    .exec(
-                        tx,
-                        "UPDATE tasks SET status = $2, agent_id = $3, depends_on = $4, \
-                         assigned_us = $5, version = $6, body = $7, deadline_us = $9 \
-                         WHERE id = $1 AND version = $8",
-                        vec![
-                            task.id.into(),
-                            task.status.as_str().into(),
-                            task.agent_id.into(),
-                            depends_on.into(),
-                            assigned_us.into(),
-                            v.into(),
-                            body.into(),
-                            (v - 1).into(),
-                            deadline_us.into(),
-                        ],
-                        OnUnique::Conflict,
-                        what,
-                    )
-                    .await?;
-                if updated == 0 {
-                    tracing::debug!(task_id = %task.id, version = v, "stale task version");
-                    return Err(StoreError::Conflict);
-                }
-            }
-            v => {
-                return Err(StoreError::Internal(anyhow!(
-                    "task {} has version {v}; versions start at 1",
-                    task.id
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Writes one batch in `tx`; `head` is the audit chain's head as `tx` left it (see
-    /// [`Self::append_audit`]).
+    /// [`Self::append_audit`]). The batch's statements go to the database together (see
+    /// [`writes_sql`]).
     async fn write_batch(
         &self,
         tx: &mut Tx,
         batch: &WriteBatch,
         head: &mut Option<ChainHead>,
     ) -> StoreResult<()> {
+        let mut writes = Vec::new();
         for agent in &batch.agents {
-            self.write_agent(tx, agent).await?;
+            agent_writes(agent, &mut writes)?;
         }
-        self.write_api_keys(tx, &batch.api_keys).await?;
+        key_writes(&batch.api_keys, &mut writes)?;
         for task in &batch.tasks {
-            self.write_task(tx, task).await?;
+            task_writes(task, &mut writes)?;
         }
         for e in &batch.evidence {
-            self.exec(
-                tx,
+            writes.push(Write::new(
                 "INSERT INTO evidence (id, task_id, agent_id, chain_index, created_us, body) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 vec![
@@ -527,15 +402,13 @@ impl Backend {
                 ],
                 OnUnique::Conflict,
                 format!("append evidence {} to task {}", e.id, e.task_id),
-            )
-            .await?;
+            ));
         }
         for v in &batch.verifications {
-            self.write_verification(tx, v).await?;
+            writes.push(verification_write(v)?);
         }
         for a in &batch.actions {
-            self.exec(
-                tx,
+            writes.push(Write::new(
                 "INSERT INTO enforcement_actions (id, agent_id, action, created_us, body) \
                  VALUES ($1, $2, $3, $4, $5)",
                 vec![
@@ -547,12 +420,10 @@ impl Backend {
                 ],
                 OnUnique::Conflict,
                 format!("record enforcement action {}", a.id),
-            )
-            .await?;
+            ));
         }
         for s in &batch.task_snapshots {
-            self.exec(
-                tx,
+            writes.push(Write::new(
                 "INSERT INTO task_snapshots (task_id, status, created_us, body) \
                  VALUES ($1, $2, $3, $4)",
                 vec![
@@ -563,12 +434,10 @@ impl Backend {
                 ],
                 OnUnique::Conflict,
                 format!("snapshot task {}", s.task_id),
-            )
-            .await?;
+            ));
         }
         for r in &batch.reliability {
-            self.exec(
-                tx,
+            writes.push(Write::new(
                 "INSERT INTO reliability_snapshots (agent_id, time_window, created_us, body) \
                  VALUES ($1, $2, $3, $4)",
                 vec![
@@ -579,12 +448,10 @@ impl Backend {
                 ],
                 OnUnique::Conflict,
                 format!("record reliability of agent {}", r.agent_id),
-            )
-            .await?;
+            ));
         }
         for i in &batch.idempotency {
-            self.exec(
-                tx,
+            writes.push(Write::new(
                 "INSERT INTO idempotency (scope, key, fingerprint, created_us, body) \
                  VALUES ($1, $2, $3, $4, $5)",
                 vec![
@@ -596,15 +463,133 @@ impl Backend {
                 ],
                 OnUnique::Idempotency,
                 format!("record idempotency key {}/{}", i.scope, i.key),
-            )
-            .await?;
+            ));
         }
-        // Last, so that on SQLite the transaction already holds the write lock when it
-        // reads the head of the chain.
-        self.append_audit(tx, &batch.audit, head).await?;
-        self.write_events(tx, &batch.events).await?;
-        Ok(())
+        // The audit entries go last, so that the head of the chain is locked and read as
+        // late as can be: on SQLite, once the transaction already holds the write lock.
+        if !batch.audit.is_empty() && head.is_none() {
+            self.run_writes(tx, std::mem::take(&mut writes)).await?;
+            *head = Some(self.lock_audit_head(tx).await?);
+        }
+        audit_writes(&batch.audit, head, &mut writes)?;
+        event_writes(&batch.events, &mut writes)?;
+        self.run_writes(tx, writes).await
     }
+}
+
+/// The statements that write `agent`: an insert for its first version, an update from the
+/// one before for any later one.
+fn agent_writes(agent: &Agent, writes: &mut Vec<Write>) -> StoreResult<()> {
+    let body = to_body("agents", agent.id, agent)?;
+    let capabilities = bar_list(&agent.capabilities);
+    let what = format!("write agent {} (version {})", agent.id, agent.version);
+    writes.push(match agent.version {
+        1 => Write::new(
+            "INSERT INTO agents (id, name, status, capabilities, version, created_us, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                agent.id.into(),
+                agent.name.as_str().into(),
+                agent.status.as_str().into(),
+                capabilities.into(),
+                agent.version.into(),
+                micros(agent.created_at).into(),
+                body.into(),
+            ],
+            OnUnique::AgentName,
+            what,
+        ),
+        v if v > 1 => Write::new(
+            "UPDATE agents SET name = $2, status = $3, capabilities = $4, version = $5, \
+             body = $6 WHERE id = $1 AND version = $7",
+            vec![
+                agent.id.into(),
+                agent.name.as_str().into(),
+                agent.status.as_str().into(),
+                capabilities.into(),
+                v.into(),
+                body.into(),
+                (v - 1).into(),
+            ],
+            OnUnique::AgentName,
+            what,
+        )
+        .versioned(),
+        v => {
+            return Err(StoreError::Internal(anyhow!(
+                "agent {} has version {v}; versions start at 1",
+                agent.id
+            )));
+        }
+    });
+    Ok(())
+}
+
+/// The statements that write `task`, as [`agent_writes`] does an agent; a new task's
+/// dependencies, fixed when it is created, go with it.
+fn task_writes(task: &Task, writes: &mut Vec<Write>) -> StoreResult<()> {
+    let body = to_body("tasks", task.id, task)?;
+    let depends_on = bar_list(&task.depends_on);
+    let assigned_us = task.assigned_at.map(micros);
+    let deadline_us = task.deadline.map(micros);
+    let what = format!("write task {} (version {})", task.id, task.version);
+    match task.version {
+        1 => {
+            writes.push(Write::new(
+                "INSERT INTO tasks (id, status, agent_id, depends_on, assigned_us, version, \
+                 created_us, body, deadline_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                vec![
+                    task.id.into(),
+                    task.status.as_str().into(),
+                    task.agent_id.into(),
+                    depends_on.into(),
+                    assigned_us.into(),
+                    task.version.into(),
+                    micros(task.created_at).into(),
+                    body.into(),
+                    deadline_us.into(),
+                ],
+                OnUnique::Conflict,
+                what,
+            ));
+            for dependency in &task.depends_on {
+                writes.push(Write::new(
+                    "INSERT INTO task_dependencies (task_id, depends_on) VALUES ($1, $2)",
+                    vec![task.id.into(), (*dependency).into()],
+                    OnUnique::Conflict,
+                    format!("record that task {} depends on {dependency}", task.id),
+                ));
+            }
+        }
+        v if v > 1 => writes.push(
+            Write::new(
+                "UPDATE tasks SET status = $2, agent_id = $3, depends_on = $4, \
+                 assigned_us = $5, version = $6, body = $7, deadline_us = $9 \
+                 WHERE id = $1 AND version = $8",
+                vec![
+                    task.id.into(),
+                    task.status.as_str().into(),
+                    task.agent_id.into(),
+                    depends_on.into(),
+                    assigned_us.into(),
+                    v.into(),
+                    body.into(),
+                    (v - 1).into(),
+                    deadline_us.into(),
+                ],
+                OnUnique::Conflict,
+                what,
+            )
+            .versioned(),
+        ),
+        v => {
+            return Err(StoreError::Internal(anyhow!(
+                "task {} has version {v}; versions start at 1",
+                task.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Group commit (see [`crate::store::group`]): the transactions themselves.

@@ -25,6 +25,8 @@ const BACKEND: &str = "sqlite";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 /// None: commits already take turns on the single writer connection.
 const AUDIT_LOCK: Option<&str> = None;
+/// A commit batch's statements go to the writer thread as one query (see `writes_sql.rs`).
+const ONE_TRIP: bool = true;
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -228,6 +230,64 @@ mod tests {
         verify_chain(&log).expect("the chain holds across groups");
         // Each batch's two events went in with one statement.
         assert_eq!(store.latest_events(100).await.unwrap().len(), 10);
+    }
+
+    /// A batch whose statements go in one trip: `agents` then its audit entry and events.
+    fn agents_batch(agents: Vec<Agent>) -> WriteBatch {
+        let mut batch = registration("carrier");
+        batch.agents = agents;
+        batch
+    }
+
+    #[tokio::test]
+    async fn a_statement_failing_inside_one_trip_fails_its_batch_by_name() {
+        let store = store().await;
+        assert!(commit_group(&store, &["taken"]).await[0].is_ok());
+        let stored = store.agent_by_name("taken").await.unwrap().unwrap();
+
+        // A stale version in the middle of the trip: the update before it and the entries
+        // after it are rolled back with it.
+        let mut stale = stored.clone();
+        stale.version = 3;
+        let result = store
+            .commit(agents_batch(vec![Agent::for_test("fresh"), stale]))
+            .await;
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+        assert!(store.agent_by_name("fresh").await.unwrap().is_none());
+
+        // A unique violation after a good insert is told apart as such.
+        let result = store
+            .commit(agents_batch(vec![
+                Agent::for_test("other"),
+                Agent::for_test("taken"),
+            ]))
+            .await;
+        assert!(
+            matches!(result, Err(StoreError::Duplicate("agents.name"))),
+            "{result:?}"
+        );
+        assert!(store.agent_by_name("other").await.unwrap().is_none());
+        assert_eq!(store.audit_log(None, 100).await.unwrap().len(), 1);
+        assert_eq!(store.latest_events(100).await.unwrap().len(), 2);
+
+        // The same shapes written right go through, the versioned update included.
+        let mut next = stored;
+        next.version = 2;
+        next.status = crate::agents::AgentStatus::Suspended;
+        store
+            .commit(agents_batch(vec![Agent::for_test("fresh"), next]))
+            .await
+            .unwrap();
+        let taken = store.agent_by_name("taken").await.unwrap().unwrap();
+        assert_eq!(
+            (taken.version, taken.status),
+            (2, crate::agents::AgentStatus::Suspended)
+        );
+        assert!(store.agent_by_name("fresh").await.unwrap().is_some());
+        let log = store.audit_log(None, 100).await.unwrap();
+        assert_eq!(log.len(), 2);
+        verify_chain(&log).expect("the chain holds");
+        assert_eq!(store.latest_events(100).await.unwrap().len(), 4);
     }
 
     #[tokio::test]

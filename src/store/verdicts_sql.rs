@@ -3,7 +3,7 @@
 //! reliability totals (migration 0007), so [`Backend::summarise_verdicts`] adds them up in
 //! the database instead of loading an agent's whole history into memory on every verdict.
 
-use super::{Arg, Backend, OnUnique, Sql, StoreResult, Tx, micros, query, to_body};
+use super::{Arg, Backend, OnUnique, Sql, StoreResult, Write, micros, query, to_body};
 use crate::store::TimeRange;
 use crate::verification::{VerdictSummary, Verification};
 use sqlx::Row;
@@ -13,33 +13,27 @@ use uuid::Uuid;
 /// verdict of the opposite outcome" in a streak.
 const LATEST: i64 = i64::MAX;
 
-impl Backend {
-    pub(super) async fn write_verification(
-        &self,
-        tx: &mut Tx,
-        v: &Verification,
-    ) -> StoreResult<()> {
-        let mut args = vec![
-            v.id.into(),
-            v.task_id.into(),
-            v.agent_id.into(),
-            micros(v.created_at).into(),
-            Arg::Text(to_body("verifications", v.id, v)?),
-        ];
-        args.extend(totalled(v));
-        self.exec(
-            tx,
-            "INSERT INTO verifications (id, task_id, agent_id, created_us, body, \
-             outcome, quality, discrepancies, response_secs, substantive) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            args,
-            OnUnique::Conflict,
-            format!("record verification {}", v.id),
-        )
-        .await?;
-        Ok(())
-    }
+/// The statement that records verdict `v`.
+pub(super) fn verification_write(v: &Verification) -> StoreResult<Write> {
+    let mut args = vec![
+        v.id.into(),
+        v.task_id.into(),
+        v.agent_id.into(),
+        micros(v.created_at).into(),
+        Arg::Text(to_body("verifications", v.id, v)?),
+    ];
+    args.extend(totalled(v));
+    Ok(Write::new(
+        "INSERT INTO verifications (id, task_id, agent_id, created_us, body, \
+         outcome, quality, discrepancies, response_secs, substantive) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        args,
+        OnUnique::Conflict,
+        format!("record verification {}", v.id),
+    ))
+}
 
+impl Backend {
     pub(super) async fn latest_verifications(
         &self,
         agent_id: Uuid,
