@@ -530,25 +530,28 @@ fn agent_writes(agent: &Agent, writes: &mut Vec<Write>) -> StoreResult<()> {
 fn task_writes(task: &Task, writes: &mut Vec<Write>) -> StoreResult<()> {
     let body = to_body("tasks", task.id, task)?;
     let depends_on = bar_list(&task.depends_on);
-    let assigned_us = task.assigned_at.map(micros);
-    let deadline_us = task.deadline.map(micros);
     let what = format!("write task {} (version {})", task.id, task.version);
+    // The row's values in the order both statements number them; the seventh is when the
+    // task was created for an insert, the version being replaced for an update.
+    let values = move |seventh: i64| -> Vec<Arg> {
+        vec![
+            task.id.into(),
+            task.status.as_str().into(),
+            task.agent_id.into(),
+            depends_on.into(),
+            task.assigned_at.map(micros).into(),
+            task.version.into(),
+            seventh.into(),
+            body.into(),
+            task.deadline.map(micros).into(),
+        ]
+    };
     match task.version {
         1 => {
             writes.push(Write::new(
                 "INSERT INTO tasks (id, status, agent_id, depends_on, assigned_us, version, \
                  created_us, body, deadline_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                vec![
-                    task.id.into(),
-                    task.status.as_str().into(),
-                    task.agent_id.into(),
-                    depends_on.into(),
-                    assigned_us.into(),
-                    task.version.into(),
-                    micros(task.created_at).into(),
-                    body.into(),
-                    deadline_us.into(),
-                ],
+                values(micros(task.created_at)),
                 OnUnique::Conflict,
                 what,
             ));
@@ -564,19 +567,9 @@ fn task_writes(task: &Task, writes: &mut Vec<Write>) -> StoreResult<()> {
         v if v > 1 => writes.push(
             Write::new(
                 "UPDATE tasks SET status = $2, agent_id = $3, depends_on = $4, \
-                 assigned_us = $5, version = $6, body = $7, deadline_us = $9 \
-                 WHERE id = $1 AND version = $8",
-                vec![
-                    task.id.into(),
-                    task.status.as_str().into(),
-                    task.agent_id.into(),
-                    depends_on.into(),
-                    assigned_us.into(),
-                    v.into(),
-                    body.into(),
-                    (v - 1).into(),
-                    deadline_us.into(),
-                ],
+                 assigned_us = $5, version = $6, body = $8, deadline_us = $9 \
+                 WHERE id = $1 AND version = $7",
+                values(v - 1),
                 OnUnique::Conflict,
                 what,
             )
