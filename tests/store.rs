@@ -544,9 +544,20 @@ async fn a_taken_chain_position_conflicts(db: &TestDatabase) {
         store.evidence_for_task(t.id).await.unwrap(),
         vec![e0.clone(), e1.clone()]
     );
-    // The last link alone, by chain position rather than by when it was written.
-    assert_eq!(store.last_evidence(t.id).await.unwrap(), Some(e1.clone()));
-    assert_eq!(store.last_evidence(other.id).await.unwrap(), None);
+    // The last link alone, by chain position rather than by when it was written, with
+    // its task; a task without evidence has none, and an unknown task is not there.
+    assert_eq!(
+        store.task_with_last_evidence(t.id).await.unwrap(),
+        Some((t.clone(), Some(e1.clone())))
+    );
+    assert_eq!(
+        store.task_with_last_evidence(other.id).await.unwrap(),
+        Some((other.clone(), None))
+    );
+    assert_eq!(
+        store.task_with_last_evidence(Uuid::now_v7()).await.unwrap(),
+        None
+    );
 
     let clash = evidence(&t, &a, 1);
     let moved = next_task(&t);

@@ -108,7 +108,13 @@ impl Ares {
         let _turn = self.task_locks.lock(req.task_id).await;
         self.idempotent(&scope, req.idempotency_key.as_deref(), &req, || async {
             let now = self.now();
-            let mut task = self.task(req.task_id).await?;
+            // The task and its chain's last link in one read: a submission costs the same
+            // however long the chain is.
+            let (mut task, last) = self
+                .store
+                .task_with_last_evidence(req.task_id)
+                .await?
+                .ok_or_else(|| AresError::not_found("task", req.task_id))?;
             let agent = self.agent(req.agent_id).await?;
             agent.ensure_available(now)?;
             super::tasks::ensure_holder(&task, &agent)?;
@@ -140,8 +146,6 @@ impl Ares {
             };
             task.advance(TaskStatus::Submitted, now)?;
             task.version += 1;
-            // Only the chain's last link: a submission costs the same however long it is.
-            let last = self.store.last_evidence(task.id).await?;
             let (prev, index) = match last {
                 Some(e) => (e.chain_digest, e.chain_index + 1),
                 None => (GENESIS.to_string(), 0),

@@ -232,9 +232,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// A task's evidence chain in order.
     async fn evidence_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Evidence>>;
-    /// The last link of a task's evidence chain, if it has one: what the next link chains
-    /// on from, read without the rest of the chain.
-    async fn last_evidence(&self, task_id: Uuid) -> StoreResult<Option<Evidence>>;
+    /// A task and the last link of its evidence chain, if it has one (what the next link
+    /// chains on from), read together in one statement without the rest of the chain.
+    async fn task_with_last_evidence(
+        &self,
+        task_id: Uuid,
+    ) -> StoreResult<Option<(Task, Option<Evidence>)>>;
     /// A task's verifications, oldest first.
     async fn verifications_for_task(&self, task_id: Uuid) -> StoreResult<Vec<Verification>>;
     /// An agent's latest `limit` verifications in `range`, oldest first.

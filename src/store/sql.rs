@@ -1027,16 +1027,32 @@ impl Store for Backend {
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
-    async fn last_evidence(&self, task_id: Uuid) -> StoreResult<Option<Evidence>> {
-        let mut last = self
-            .fetch_items(
-                "evidence",
-                "SELECT seq, id AS rid, body FROM evidence WHERE task_id = $1 \
-                 ORDER BY chain_index DESC LIMIT 1",
-                vec![task_id.into()],
-            )
-            .await?;
-        Ok(last.pop())
+    async fn task_with_last_evidence(
+        &self,
+        task_id: Uuid,
+    ) -> StoreResult<Option<(Task, Option<Evidence>)>> {
+        let row = query(
+            "SELECT seq, id AS rid, body, \
+             (SELECT e.body FROM evidence e WHERE e.task_id = tasks.id \
+              ORDER BY e.chain_index DESC LIMIT 1) AS last_evidence \
+             FROM tasks WHERE id = $1",
+            vec![task_id.into()],
+        )
+        .fetch_optional(self.reader())
+        .await
+        .map_err(|e| self.fail(e, "read tasks"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (_, task): (i64, Task) = decode_row("tasks", &row)?;
+        let last: Option<String> = row
+            .try_get("last_evidence")
+            .with_context(|| format!("{BACKEND}: reading the last evidence of task {task_id}"))
+            .map_err(StoreError::Internal)?;
+        let last = last
+            .map(|body| from_body("evidence", &format!("last of task {task_id}"), &body))
+            .transpose()?;
+        Ok(Some((task, last)))
     }
 
     #[tracing::instrument(skip_all, fields(backend = BACKEND, %task_id))]
