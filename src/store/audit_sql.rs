@@ -5,9 +5,9 @@
 //! turns at the head of the chain (PostgreSQL: a transaction-level advisory lock; SQLite
 //! needs none, it has a single writer).
 
-use super::super::AUDIT_LOCK;
+use super::super::{AUDIT_LOCK, ONE_TRIP};
 use super::{
-    Arg, BACKEND, Backend, OnUnique, StoreError, StoreResult, Tx, Write, from_micros, micros,
+    Arg, BACKEND, Backend, Db, OnUnique, StoreError, StoreResult, Tx, Write, from_micros, micros,
 };
 use crate::audit::{AuditBody, AuditDraft, AuditRecord, Checkpoint, GENESIS};
 use anyhow::Context;
@@ -69,7 +69,32 @@ pub(super) fn audit_writes(
     Ok(())
 }
 
+/// The head of the chain: its last entry.
+const HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
 impl Backend {
+    /// Runs `writes`, then takes this transaction's turn at the head of the chain and reads
+    /// it. Where the backend needs no lock and sends a batch in one trip (SQLite), the read
+    /// goes in the same trip as the writes.
+    pub(super) async fn write_and_lock_head(
+        &self,
+        tx: &mut Tx,
+        mut writes: Vec<Write>,
+    ) -> StoreResult<ChainHead> {
+        if AUDIT_LOCK.is_some() || !ONE_TRIP || writes.is_empty() {
+            self.run_writes(tx, writes).await?;
+            return self.lock_audit_head(tx).await;
+        }
+        writes.push(Write::new(
+            HEAD,
+            vec![],
+            OnUnique::Conflict,
+            "read the head of the audit log".into(),
+        ));
+        let head = self.run_trip(tx, writes).await?;
+        self.chain_head(head)
+    }
+
     /// Takes this transaction's turn at the head of the chain and reads it.
     pub(super) async fn lock_audit_head(&self, tx: &mut Tx) -> StoreResult<ChainHead> {
         if let Some(lock) = AUDIT_LOCK {
@@ -78,11 +103,16 @@ impl Backend {
                 .await
                 .map_err(|e| self.fail(e, "lock the head of the audit log"))?;
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let head = sqlx::query(HEAD)
             .fetch_optional(&mut **tx)
             .await
             .map_err(|e| self.fail(e, "read the head of the audit log"))?;
-        let Some(row) = head else {
+        self.chain_head(head)
+    }
+
+    /// The head [`HEAD`] read: the genesis when the log is empty.
+    fn chain_head(&self, row: Option<<Db as sqlx::Database>::Row>) -> StoreResult<ChainHead> {
+        let Some(row) = row else {
             return Ok(ChainHead {
                 seq: 0,
                 prev: GENESIS.to_string(),

@@ -468,8 +468,10 @@ impl Backend {
         // The audit entries go last, so that the head of the chain is locked and read as
         // late as can be: on SQLite, once the transaction already holds the write lock.
         if !batch.audit.is_empty() && head.is_none() {
-            self.run_writes(tx, std::mem::take(&mut writes)).await?;
-            *head = Some(self.lock_audit_head(tx).await?);
+            *head = Some(
+                self.write_and_lock_head(tx, std::mem::take(&mut writes))
+                    .await?,
+            );
         }
         audit_writes(&batch.audit, head, &mut writes)?;
         event_writes(&batch.events, &mut writes)?;

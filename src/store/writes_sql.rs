@@ -9,7 +9,7 @@
 //! one by one.
 
 use super::super::ONE_TRIP;
-use super::{Arg, Backend, OnUnique, StoreError, StoreResult, Tx, query};
+use super::{Arg, Backend, Db, OnUnique, StoreError, StoreResult, Tx, query};
 use futures_util::StreamExt;
 use sqlx::{Either, Executor};
 use std::borrow::Cow;
@@ -67,8 +67,18 @@ impl Write {
 impl Backend {
     /// Runs `writes` in `tx`, in order; the first that fails fails the lot, and the caller
     /// rolls back whatever ran before it.
-    pub(super) async fn run_writes(&self, tx: &mut Tx, mut writes: Vec<Write>) -> StoreResult<()> {
-        if !ONE_TRIP || writes.len() < 2 {
+    pub(super) async fn run_writes(&self, tx: &mut Tx, writes: Vec<Write>) -> StoreResult<()> {
+        self.run_trip(tx, writes).await.map(drop)
+    }
+
+    /// Runs `writes` as [`Self::run_writes`] does, and returns the last row a statement
+    /// answered with (only in one trip: a query among the writes, as the last of them).
+    pub(super) async fn run_trip(
+        &self,
+        tx: &mut Tx,
+        mut writes: Vec<Write>,
+    ) -> StoreResult<Option<<Db as sqlx::Database>::Row>> {
+        if !ONE_TRIP {
             for mut write in writes {
                 let args = std::mem::take(&mut write.args);
                 let changed = self
@@ -76,12 +86,15 @@ impl Backend {
                     .await?;
                 write.check(changed)?;
             }
-            return Ok(());
+            return Ok(None);
+        }
+        if writes.is_empty() {
+            return Ok(None);
         }
         let (text, args) = joined(&mut writes);
         let persistent = writes.len() <= CACHED_STATEMENTS;
         let mut steps = (&mut **tx).fetch_many(query(&text, args).persistent(persistent));
-        let mut ran = 0;
+        let (mut ran, mut last_row) = (0, None);
         while let Some(step) = steps.next().await {
             let write = writes.get(ran).ok_or_else(|| {
                 StoreError::Internal(anyhow::anyhow!(
@@ -95,7 +108,7 @@ impl Backend {
                     write.check(done.rows_affected())?;
                     ran += 1;
                 }
-                Ok(Either::Right(_row)) => {}
+                Ok(Either::Right(row)) => last_row = Some(row),
                 Err(e) => return Err(self.fail_write(e, write.on_unique, &write.what)),
             }
         }
@@ -105,7 +118,7 @@ impl Backend {
                 writes.len()
             )));
         }
-        Ok(())
+        Ok(last_row)
     }
 }
 
