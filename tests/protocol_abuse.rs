@@ -897,38 +897,6 @@ async fn send(client: &reqwest::Client, base: &str, c: &Case) -> Verdict {
     }
 }
 
-/// Opens a session with the handshake at `version` over raw HTTP; returns its id.
-async fn open_session(client: &reqwest::Client, base: &str, version: &str) -> String {
-    let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {},
-        "clientInfo": { "name": "abuse", "version": "1" } } });
-    let response = client
-        .post(format!("{base}/mcp"))
-        .headers(base_headers())
-        .json(&init)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "initialize at {version}");
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let body = response.text().await.unwrap();
-    assert!(body.contains(version), "negotiated {version}: {body}");
-    let initialized = client
-        .post(format!("{base}/mcp"))
-        .headers(base_headers())
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", version)
-        .json(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(initialized.status(), 202);
-    session
-}
-
 /// What must not change: agents, tasks, keys, and the audit log (its length and integrity).
 async fn snapshot(base: &str) -> Value {
     let mcp = Mcp::http(base).await;
@@ -1015,11 +983,11 @@ async fn malformed_requests_at_volume_get_clear_errors_and_change_nothing() {
         .unwrap();
     let protocols = [
         Protocol::Handshake {
-            session: open_session(&client, &base, "2025-06-18").await,
+            session: common::raw_session(&client, &base, "2025-06-18").await,
             version: "2025-06-18".into(),
         },
         Protocol::Handshake {
-            session: open_session(&client, &base, "2025-11-25").await,
+            session: common::raw_session(&client, &base, "2025-11-25").await,
             version: "2025-11-25".into(),
         },
         Protocol::PerRequest,

@@ -423,14 +423,8 @@ async fn per_request_clients_listen_for_changes() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verification_reports_progress_per_criterion() {
-    let db = TestDatabase::sqlite().await;
-    let server = HttpServer::start(&db.url).await;
-    let (client, mut told) = over_http(&server.base).await;
-    let admin = Mcp::http(&server.base).await;
-    let agent = register(&admin, &["rust"]).await;
-    let task = assigned_task(&admin, &agent["id"], &["rust"]).await;
+/// Submits evidence that meets the three criteria of `assigned_task`'s tasks.
+async fn submit_passing(admin: &Mcp, task: &Value, agent: &Value) {
     admin
         .call(
             "submit_evidence",
@@ -444,6 +438,17 @@ async fn verification_reports_progress_per_criterion() {
             }),
         )
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reports_progress_per_criterion() {
+    let db = TestDatabase::sqlite().await;
+    let server = HttpServer::start(&db.url).await;
+    let (client, mut told) = over_http(&server.base).await;
+    let admin = Mcp::http(&server.base).await;
+    let agent = register(&admin, &["rust"]).await;
+    let task = assigned_task(&admin, &agent["id"], &["rust"]).await;
+    submit_passing(&admin, &task, &agent).await;
     let mut meta = RequestMetaObject::new();
     meta.set_progress_token(rmcp::model::ProgressToken(
         rmcp::model::NumberOrString::String("verify-1".into()),
@@ -469,7 +474,10 @@ async fn verification_reports_progress_per_criterion() {
             progress.push(p);
         }
     }
-    // Three criteria, then the verdict.
+    // Three criteria, then the verdict. rmcp's client hands each notification to the
+    // handler on a task of its own, so they can reach it out of order; the order on the
+    // wire is checked below.
+    progress.sort_by(|a, b| a.progress.total_cmp(&b.progress));
     let steps: Vec<(f64, Option<f64>)> = progress.iter().map(|p| (p.progress, p.total)).collect();
     assert_eq!(
         steps,
@@ -492,6 +500,52 @@ async fn verification_reports_progress_per_criterion() {
         progress[3].message.as_deref(),
         Some("verdict recorded: verified")
     );
+
+    // On the wire, in one response stream: the progress in order, then the result.
+    let task = assigned_task(&admin, &agent["id"], &["rust"]).await;
+    submit_passing(&admin, &task, &agent).await;
+    let http = reqwest::Client::new();
+    let version = "2025-11-25";
+    let session = common::raw_session(&http, &server.base, version).await;
+    let body = http
+        .post(format!("{}/mcp", server.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", version)
+        .json(
+            &json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "verify_task", "arguments": { "task_id": task["id"] },
+            "_meta": { "progressToken": "verify-2" } } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let messages: Vec<Value> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter(|data| !data.trim().is_empty())
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect();
+    let wire: Vec<f64> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| {
+            assert_eq!(m["params"]["progressToken"], "verify-2", "{m}");
+            m["params"]["progress"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(wire, [1.0, 2.0, 3.0, 4.0], "{body}");
+    let last = messages.last().unwrap();
+    assert_eq!(last["id"], 7, "the result comes last: {body}");
+    assert_eq!(
+        last["result"]["structuredContent"]["outcome"], "verified",
+        "{body}"
+    );
+
     client.cancel().await.unwrap();
     admin.close().await;
     server.stop().await;

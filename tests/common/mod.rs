@@ -155,6 +155,38 @@ pub fn transport(base: &str, key: &str) -> StreamableHttpClientTransport<reqwest
     StreamableHttpClientTransport::with_client(reqwest::Client::new(), config)
 }
 
+/// Opens a session with the handshake at `version` over raw HTTP, as the admin; returns
+/// its id.
+pub async fn raw_session(client: &reqwest::Client, base: &str, version: &str) -> String {
+    let post = |body: serde_json::Value| {
+        client
+            .post(format!("{base}/mcp"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+    };
+    let init = serde_json::json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {},
+        "clientInfo": { "name": "raw", "version": "1" } } });
+    let response = post(init).send().await.unwrap();
+    assert_eq!(response.status(), 200, "initialize at {version}");
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = response.text().await.unwrap();
+    assert!(body.contains(version), "negotiated {version}: {body}");
+    let initialized =
+        post(serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", version)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(initialized.status(), 202);
+    session
+}
+
 pub fn text(result: &CallToolResult) -> String {
     result
         .content
