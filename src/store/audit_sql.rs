@@ -28,7 +28,7 @@ const MAX_ROWS: i64 = 10_000;
 /// all. `head` moves on past them.
 ///
 /// `head` is where the transaction left the chain, read with [`Backend::lock_audit_head`]
-/// before the first entry. Later batches of the same all-or-nothing transaction chain on
+/// or [`Backend::write_and_lock_head`] before the first entry. Later batches of the same all-or-nothing transaction chain on
 /// from it without a round trip; a caller that may roll part of the transaction back (a
 /// savepoint) must read it afresh for each part.
 pub(super) fn audit_writes(

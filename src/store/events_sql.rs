@@ -13,7 +13,7 @@ const MAX_ROWS: i64 = 10_000;
 /// Events written by one INSERT: far below either database's limit on bound parameters.
 const EVENTS_PER_INSERT: usize = 100;
 
-/// What writing these events is called in an error, spelled out only for an error.
+/// What writing these events is called in an error: the event ids.
 struct Recording<'a>(&'a [Event]);
 
 impl std::fmt::Display for Recording<'_> {
