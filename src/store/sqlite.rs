@@ -291,6 +291,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_too_large_to_keep_prepared_is_written_whole_each_time() {
+        let store = store().await;
+        // 20 inserts and the head read: more statements than stay cached.
+        for round in 0..2 {
+            let agents = (0..20)
+                .map(|i| Agent::for_test(&format!("bulk-{round}-{i}")))
+                .collect();
+            store.commit(agents_batch(agents)).await.unwrap();
+        }
+        for name in ["bulk-0-0", "bulk-0-19", "bulk-1-0", "bulk-1-19"] {
+            assert!(store.agent_by_name(name).await.unwrap().is_some(), "{name}");
+        }
+        let log = store.audit_log(None, 100).await.unwrap();
+        assert_eq!(log.len(), 2);
+        verify_chain(&log).expect("the chain holds");
+    }
+
+    #[tokio::test]
     async fn a_failing_batch_in_a_group_fails_alone_when_it_is_written_again() {
         let store = store().await;
         assert!(commit_group(&store, &["taken"]).await[0].is_ok());
